@@ -1,0 +1,37 @@
+/**
+ * A cost event: one paid request (or a marker in a paid request's life). Money is carried by the
+ * terminal actions (completed, cancelled, failed), so summing costUsd over events gives the spend.
+ */
+
+export type CostAction = 'triggered' | 'used' | 'cancelled' | 'failed' | 'completed';
+
+/** Which decision paid: tier 3 answers, warmups, LLM-backed capture/detect, embeddings. */
+export type CostPurpose = 'tier3' | 'warmup' | 'capture' | 'detect' | 'embedding';
+
+export interface CostEvent {
+  /** Client-generated (UUID), so writing the same event twice can store it once. */
+  readonly id: string;
+  readonly at: string;
+  readonly companyId: string;
+  readonly callSid: string | null;
+  readonly turn: number | null;
+  readonly purpose: CostPurpose;
+  readonly tier: 2 | 3 | null;
+  readonly action: CostAction;
+  readonly provider: string;
+  readonly model: string;
+  readonly inputTokens: number;
+  readonly outputTokens: number;
+  readonly durationMs: number;
+  /** Null when the model is not in the price table: unknown, never 0. */
+  readonly costUsd: number | null;
+  /** True when tokens/cost are an estimate (e.g. a request cancelled mid-stream). */
+  readonly estimated: boolean;
+  readonly priceVersion: string;
+  /** Time the caller saved thanks to a used warmup. */
+  readonly timeSavedMs: number | null;
+}
+
+export interface CostSink {
+  record(event: CostEvent): void;
+}
