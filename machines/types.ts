@@ -61,6 +61,7 @@ export interface WarmupDecision {
   readonly warm: boolean;
   /** Why it was started or skipped, e.g. 'confidence-below-threshold', 'daily-budget-exhausted'. */
   readonly reason: string;
+  readonly durationMs: number;
 }
 
 /** The result of one LLM answer (Tier 3 or an adopted warmup). */
@@ -85,7 +86,11 @@ export type ChatTurn = { readonly role: 'caller' | 'agent'; readonly text: strin
 
 export type AnsweredBy = 1 | 2 | 3 | 'fallback';
 
-export type WarmupOutcome = 'none' | 'skipped' | 'cancelled' | 'used' | 'failed';
+/**
+ * What became of the turn's warmup: none (not considered), skipped (the gate said no), cancelled
+ * (Tier 2 answered while it ran), unused (it finished but Tier 2 answered), used, failed.
+ */
+export type WarmupOutcome = 'none' | 'skipped' | 'cancelled' | 'unused' | 'used' | 'failed';
 
 /** Per-stage latency of one turn, in milliseconds (null = stage not run). */
 export interface StageTimings {

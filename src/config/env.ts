@@ -1,0 +1,91 @@
+/**
+ * The only file that reads process.env. Everything is validated once, every problem is reported at
+ * once by variable name, and the result is frozen and passed down.
+ */
+import { isIP } from 'node:net';
+import { z } from 'zod';
+import { ConfigError } from '../errors.ts';
+
+const optionalString = z
+  .string()
+  .optional()
+  .transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()));
+
+const optionalUrl = (protocols: readonly string[]) =>
+  optionalString.refine(
+    (v) => {
+      if (v === undefined) return true;
+      try {
+        return protocols.includes(new URL(v).protocol);
+      } catch {
+        return false;
+      }
+    },
+    { message: `expected a URL (${protocols.join(' or ')})` },
+  );
+
+const envSchema = z.object({
+  PORT: z.coerce.number().int().min(0).max(65_535).default(8080),
+  HOST: z.string().default('0.0.0.0'),
+  DATA_DIR: z.string().default('./data'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  DATABASE_URL: optionalUrl(['postgres:', 'postgresql:']),
+  REDIS_URL: optionalUrl(['redis:', 'rediss:']),
+  OPENAI_API_KEY: optionalString,
+  OPENAI_BASE_URL: optionalUrl(['http:', 'https:']),
+  ANTHROPIC_API_KEY: optionalString,
+  ANTHROPIC_BASE_URL: optionalUrl(['http:', 'https:']),
+  TWILIO_AUTH_TOKEN: optionalString,
+  TWILIO_ACCOUNT_SID: optionalString.refine((v) => v === undefined || /^AC[0-9a-fA-F]{32}$/.test(v), {
+    message: 'expected "AC" followed by 32 hex characters',
+  }),
+  PUBLIC_BASE_URL: optionalUrl(['http:', 'https:']),
+  ADMIN_TOKEN: optionalString.refine((v) => v === undefined || v.length >= 16, {
+    message: 'expected at least 16 characters',
+  }),
+});
+
+export type EnvConfig = Readonly<{
+  port: number;
+  host: string;
+  dataDir: string;
+  logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
+  databaseUrl: string | undefined;
+  redisUrl: string | undefined;
+  openai: Readonly<{ apiKey: string; baseURL: string | undefined }> | undefined;
+  anthropic: Readonly<{ apiKey: string; baseURL: string | undefined }> | undefined;
+  twilio: Readonly<{ authToken: string | undefined; accountSid: string | undefined }>;
+  publicBaseUrl: string | undefined;
+  adminToken: string | undefined;
+}>;
+
+/** Reads and validates configuration; throws one ConfigError listing every problem by name. */
+export function loadEnv(env: Readonly<Record<string, string | undefined>> = process.env): EnvConfig {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    throw new ConfigError(parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`));
+  }
+  const e = parsed.data;
+  return Object.freeze({
+    port: e.PORT,
+    host: e.HOST,
+    dataDir: e.DATA_DIR,
+    logLevel: e.LOG_LEVEL,
+    databaseUrl: e.DATABASE_URL,
+    redisUrl: e.REDIS_URL,
+    openai: e.OPENAI_API_KEY === undefined ? undefined : { apiKey: e.OPENAI_API_KEY, baseURL: e.OPENAI_BASE_URL },
+    anthropic:
+      e.ANTHROPIC_API_KEY === undefined ? undefined : { apiKey: e.ANTHROPIC_API_KEY, baseURL: e.ANTHROPIC_BASE_URL },
+    twilio: { authToken: e.TWILIO_AUTH_TOKEN, accountSid: e.TWILIO_ACCOUNT_SID },
+    publicBaseUrl: e.PUBLIC_BASE_URL,
+    adminToken: e.ADMIN_TOKEN,
+  });
+}
+
+/** True for 127.0.0.0/8, ::1 and IPv4-mapped loopback. */
+export function isLoopback(address: string | undefined): boolean {
+  if (address === undefined) return false;
+  const a = address.startsWith('::ffff:') ? address.slice(7) : address;
+  if (isIP(a) === 4) return a.startsWith('127.');
+  return a === '::1';
+}
