@@ -65,7 +65,7 @@ export type CallEvent =
 
 export type CallEmitted =
   | { type: 'turn.completed'; record: TurnRecord }
-  | { type: 'warmup.used'; turn: number; timeSavedMs: number }
+  | { type: 'warmup.used'; turn: number; timeSavedMs: number; provider: string; model: string; category: string | null }
   | { type: 'reply.interrupted'; turn: number }
   | { type: 'call.transfer'; reason: string }
   | { type: 'call.hangup'; reason: string }
@@ -692,6 +692,9 @@ export const callMachine = setup({
                             emit(({ context }) => ({
                               type: 'warmup.used' as const,
                               turn: context.turn,
+                              provider: context.work.tier3?.provider ?? '',
+                              model: context.work.tier3?.model ?? '',
+                              category: context.situation?.category ?? null,
                               timeSavedMs: Math.min(
                                 context.work.timings.tier2Ms ?? 0,
                                 context.work.tier3?.durationMs ?? 0,
@@ -926,6 +929,7 @@ export function turnRecord(context: CallContext): TurnRecord {
     warmupReason: w.gate?.reason ?? null,
     fallbackKind: w.fallback?.kind ?? null,
     reply: context.reply?.text ?? '',
+    next: context.reply?.then ?? 'listen',
     timings: w.timings,
   };
 }

@@ -124,5 +124,7 @@ export interface TurnRecord {
   readonly warmupReason: string | null;
   readonly fallbackKind: FallbackKind | null;
   readonly reply: string;
+  /** What follows the reply: keep listening, transfer the caller, or hang up. */
+  readonly next: 'listen' | 'transfer' | 'hangup';
   readonly timings: StageTimings;
 }

@@ -79,6 +79,18 @@ const companySchema = z.looseObject({
     .prefault({}),
   slots: z.array(z.looseObject({ name: nonEmpty, critical: z.boolean().default(false) })).default([]),
   templates: z.array(nonEmpty).min(1),
+  /** Switchboard extension: how capture and detect run. */
+  understanding: z
+    .looseObject({
+      /** auto: LLM-backed when a provider is configured, rules otherwise. */
+      mode: z.enum(['auto', 'rules', 'llm']).default('auto'),
+      /** "vendor:model" for capture/detect; defaults to the first gatekeeper.llm provider. */
+      model: providerModel.optional(),
+      timeoutMs: z.number().int().min(100).max(10_000).default(1500),
+    })
+    .prefault({}),
+  /** Switchboard extension: facts the LLM may state (hours, prices, policies). */
+  facts: z.array(nonEmpty).default([]),
   /** Switchboard extension: conversation pacing. */
   conversation: z
     .looseObject({

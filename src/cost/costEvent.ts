@@ -13,6 +13,8 @@ export interface CostEvent {
   readonly id: string;
   readonly at: string;
   readonly companyId: string;
+  /** The engine's id for the call (Twilio's CallSid may not be known yet). */
+  readonly callId: string | null;
   readonly callSid: string | null;
   readonly turn: number | null;
   readonly purpose: CostPurpose;

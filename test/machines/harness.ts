@@ -3,7 +3,7 @@
  * recorder for emitted events and spoken lines, and helpers to drive a call.
  */
 import { createActor, fromCallback, fromPromise, SimulatedClock } from 'xstate';
-import type { Actor } from 'xstate';
+import type { Actor, AnyStateNode, AnyTransitionDefinition, EventObject } from 'xstate';
 import { callMachine } from '../../machines/callMachine.ts';
 import type {
   CallEmitted,
@@ -95,95 +95,134 @@ export class Deferred<T> {
 }
 
 export interface Script {
-  capture?: (input: TurnInput) => CaptureResult | Promise<CaptureResult>;
-  detect?: (input: DetectInput) => Situation | Promise<Situation>;
-  tier1?: (input: TurnInput) => TierResult | Promise<TierResult>;
+  capture?: (input: TurnInput, signal: AbortSignal) => CaptureResult | Promise<CaptureResult>;
+  detect?: (input: DetectInput, signal: AbortSignal) => Situation | Promise<Situation>;
+  tier1?: (input: TurnInput, signal: AbortSignal) => TierResult | Promise<TierResult>;
   tier2?: (input: Tier2Input, signal: AbortSignal) => TierResult | Promise<TierResult>;
-  warmupGate?: (input: WarmupGateInput) => WarmupDecision | Promise<WarmupDecision>;
+  warmupGate?: (input: WarmupGateInput, signal: AbortSignal) => WarmupDecision | Promise<WarmupDecision>;
   llm?: (input: LlmInput, signal: AbortSignal) => LlmAnswer | Promise<LlmAnswer>;
-  fallbackLine?: (input: FallbackInput) => FallbackLine | Promise<FallbackLine>;
+  fallbackLine?: (input: FallbackInput, signal: AbortSignal) => FallbackLine | Promise<FallbackLine>;
+  /** Called when a speaker starts; throwing makes that speaker fail to start. */
+  speak?: (input: SpeakerInput) => void;
   /** Auto-finish playback (default true): sends playback.done right after speaking starts. */
   autoPlaybackDone?: boolean;
+}
+
+export interface CallOptions {
+  /** The clock for every timer of the call (default: a fresh SimulatedClock). */
+  clock?: SimulatedClock;
+}
+
+/** Send this to a running speaker child to make it fail mid-playback (a TTS socket dropping). */
+export const SPEAKER_FAILED = { type: 'test.speakerFailed' } as const;
+
+/** A stable name for one transition of the machine: `<source id> <event>#<index among that event's transitions>`. */
+export function transitionKey(t: AnyTransitionDefinition): string {
+  const source: AnyStateNode = t.source;
+  const siblings = t.eventType === '' ? (source.always ?? []) : (source.transitions.get(t.eventType) ?? []);
+  return `${source.id} ${t.eventType === '' ? 'always' : t.eventType}#${siblings.indexOf(t)}`;
 }
 
 export function answer(text: string, durationMs = 400): LlmAnswer {
   return { text, provider: 'fake', model: 'fake', firstTokenMs: 100, durationMs, costUsd: 0.0001 };
 }
 
-export function startCall(script: Script = {}, overrides: Partial<CallPolicy> = {}) {
+export function startCall(script: Script = {}, overrides: Partial<CallPolicy> = {}, options: CallOptions = {}) {
   const spoken: SpeakerInput[] = [];
   const stopped: SpeakerInput[] = [];
+  /** Every speaker whose cleanup ran, whether its playback finished or not. */
+  const disposed: SpeakerInput[] = [];
   const emitted: CallEmitted[] = [];
   const calls: Record<string, unknown[]> = {};
   const signals: Record<string, AbortSignal[]> = {};
-  const note = (name: string, input: unknown, signal?: AbortSignal) => {
+  /** Ids of every state node the machine was in after any microstep (transient states included). */
+  const visited = new Set<string>();
+  /** `transitionKey`s of every transition the machine took. */
+  const taken = new Set<string>();
+  const note = (name: string, input: unknown, signal: AbortSignal) => {
     (calls[name] ??= []).push(input);
-    if (signal) (signals[name] ??= []).push(signal);
+    (signals[name] ??= []).push(signal);
   };
   const autoDone = script.autoPlaybackDone ?? true;
+  const speaker = fromCallback<{ type: 'noop' }, SpeakerInput>(({ input, sendBack }) => {
+    spoken.push(input);
+    script.speak?.(input);
+    let done = false;
+    if (autoDone) {
+      queueMicrotask(() => {
+        done = true;
+        sendBack({ type: 'playback.done' });
+      });
+    }
+    return () => {
+      disposed.push(input);
+      if (!done) stopped.push(input);
+    };
+  });
+  // On SPEAKER_FAILED the speaker stops playing and fails: the call gets xstate.error.actor.<id>.
+  const failableSpeaker: typeof speaker = Object.assign(Object.create(null) as typeof speaker, speaker, {
+    transition: (...[state, event, scope]: Parameters<typeof speaker.transition>) => {
+      if ((event as EventObject).type !== SPEAKER_FAILED.type) return speaker.transition(state, event, scope);
+      speaker.transition(state, { type: 'xstate.stop' } as EventObject as typeof event, scope); // cleanup
+      return { ...state, status: 'error' as const, error: new Error('speaker failed') };
+    },
+  });
   const machine = callMachine.provide({
     actors: {
-      capture: fromPromise(async ({ input }: { input: TurnInput }) => {
-        note('capture', input);
+      capture: fromPromise(async ({ input, signal }: { input: TurnInput; signal: AbortSignal }) => {
+        note('capture', input, signal);
         return script.capture
-          ? script.capture(input)
+          ? script.capture(input, signal)
           : { slots: input.slots, changed: [], source: 'fake', providerMs: 0, durationMs: 1 };
       }),
-      detect: fromPromise(async ({ input }: { input: DetectInput }) => {
-        note('detect', input);
-        return script.detect ? script.detect(input) : situation('cat', 0.9);
+      detect: fromPromise(async ({ input, signal }: { input: DetectInput; signal: AbortSignal }) => {
+        note('detect', input, signal);
+        return script.detect ? script.detect(input, signal) : situation('cat', 0.9);
       }),
-      tier1: fromPromise(async ({ input }: { input: TurnInput }) => {
-        note('tier1', input);
-        return script.tier1 ? script.tier1(input) : tier(0.9, 'scn-1');
+      tier1: fromPromise(async ({ input, signal }: { input: TurnInput; signal: AbortSignal }) => {
+        note('tier1', input, signal);
+        return script.tier1 ? script.tier1(input, signal) : tier(0.9, 'scn-1');
       }),
       tier2: fromPromise(async ({ input, signal }: { input: Tier2Input; signal: AbortSignal }) => {
         note('tier2', input, signal);
         return script.tier2 ? script.tier2(input, signal) : tier(0.2, null);
       }),
-      warmupGate: fromPromise(async ({ input }: { input: WarmupGateInput }) => {
-        note('warmupGate', input);
+      warmupGate: fromPromise(async ({ input, signal }: { input: WarmupGateInput; signal: AbortSignal }) => {
+        note('warmupGate', input, signal);
         return script.warmupGate
-          ? script.warmupGate(input)
+          ? script.warmupGate(input, signal)
           : { warm: true, reason: 'confidence-below-threshold', durationMs: 0 };
       }),
       llm: fromPromise(async ({ input, signal }: { input: LlmInput; signal: AbortSignal }) => {
         note('llm', input, signal);
         return script.llm ? script.llm(input, signal) : answer(`llm:${input.utterance}`);
       }),
-      fallbackLine: fromPromise(async ({ input }: { input: FallbackInput }) => {
-        note('fallbackLine', input);
+      fallbackLine: fromPromise(async ({ input, signal }: { input: FallbackInput; signal: AbortSignal }) => {
+        note('fallbackLine', input, signal);
         return script.fallbackLine
-          ? script.fallbackLine(input)
+          ? script.fallbackLine(input, signal)
           : { kind: input.kind, text: `fallback:${input.kind}`, durationMs: 1 };
       }),
-      speaker: fromCallback(
-        ({ input, sendBack }: { input: SpeakerInput; sendBack: (e: { type: 'playback.done' }) => void }) => {
-          spoken.push(input);
-          let done = false;
-          if (autoDone) {
-            queueMicrotask(() => {
-              done = true;
-              sendBack({ type: 'playback.done' });
-            });
-          }
-          return () => {
-            if (!done) stopped.push(input);
-          };
-        },
-      ),
+      speaker: failableSpeaker,
     },
   });
-  const clock = new SimulatedClock();
+  const clock = options.clock ?? new SimulatedClock();
   const actor = createActor(machine, {
     input: { callId: 'call-1', companyId: 'acme', policy: { ...policy, ...overrides } },
     clock,
+    inspect: (ev) => {
+      if (ev.type !== '@xstate.microstep') return;
+      const snapshot = ev.snapshot as unknown as { _nodes: readonly AnyStateNode[] };
+      for (const node of snapshot._nodes) visited.add(node.id);
+      for (const t of ev._transitions) taken.add(transitionKey(t));
+    },
   });
   const errors: unknown[] = [];
   actor.subscribe({ error: (err) => errors.push(err) });
   actor.on('*', (e) => emitted.push(e));
   actor.start();
-  return { actor, clock, spoken, stopped, emitted, calls, signals, errors };
+  for (const node of actor.getSnapshot()._nodes) visited.add(node.id);
+  return { actor, clock, spoken, stopped, disposed, emitted, calls, signals, errors, visited, taken };
 }
 
 export type CallHarness = ReturnType<typeof startCall>;

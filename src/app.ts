@@ -1,0 +1,112 @@
+/**
+ * The composition root: configuration in, a running engine and server out. main.ts, the tests and
+ * the benchmark all start Switchboard through here, so they run the same wiring.
+ */
+import type { TurnRecord } from '../machines/types.ts';
+import { Engine } from './calls/engine.ts';
+import type { EnvConfig } from './config/env.ts';
+import { createMemoryBudgetStore } from './cost/budgets.ts';
+import type { BudgetStore } from './cost/budgets.ts';
+import { createMemoryLedger } from './cost/costLedger.ts';
+import type { CostLedger } from './cost/costLedger.ts';
+import { createLogger } from './observability/logger.ts';
+import type { Logger } from './observability/logger.ts';
+import type { Embedder } from './providers/embeddings/embedder.ts';
+import { createOpenAiEmbedder } from './providers/embeddings/openaiEmbedder.ts';
+import { createAnthropicLlm } from './providers/llm/anthropicLlm.ts';
+import { createOpenAiLlm } from './providers/llm/openaiLlm.ts';
+import { createLocalEmbedder } from './routing/localEmbedder.ts';
+import { createMemoryRotationStore } from './routing/fallbackPicker.ts';
+import type { LlmClients } from './routing/tier3Llm.ts';
+import { startServer } from './server/httpServer.ts';
+import type { RunningServer, ServerOptions } from './server/httpServer.ts';
+import { createFileConfigStore, loadCatalog, seedDemo } from './store/configStore.ts';
+import { createMemoryWarmupStats } from './warmup/warmupStats.ts';
+
+export interface AppOptions {
+  readonly log?: Logger;
+  readonly ledger?: CostLedger;
+  readonly budgets?: BudgetStore;
+  readonly embedder?: Embedder;
+  readonly timing?: { startTimeoutMs?: number; turnTimeoutMs?: number };
+  readonly relay?: ServerOptions['relay'];
+  readonly shedDelayMs?: number;
+  readonly onTurn?: (turn: { record: TurnRecord; latencyMs: number; engineMs: number }) => void;
+}
+
+export interface App {
+  readonly engine: Engine;
+  readonly server: RunningServer;
+  readonly ledger: CostLedger;
+  readonly log: Logger;
+  /** Stops taking calls, ends live ones, flushes the ledger. */
+  close(): Promise<void>;
+}
+
+export function llmClientsFrom(env: EnvConfig): LlmClients {
+  return {
+    ...(env.openai
+      ? { openai: createOpenAiLlm({ apiKey: env.openai.apiKey, ...(env.openai.baseURL ? { baseURL: env.openai.baseURL } : {}) }) }
+      : {}),
+    ...(env.anthropic
+      ? {
+          anthropic: createAnthropicLlm({
+            apiKey: env.anthropic.apiKey,
+            ...(env.anthropic.baseURL ? { baseURL: env.anthropic.baseURL } : {}),
+          }),
+        }
+      : {}),
+  };
+}
+
+export async function startApp(env: EnvConfig, options: AppOptions = {}): Promise<App> {
+  const log = options.log ?? createLogger(env.logLevel);
+  if (env.twilio.authToken === undefined) {
+    log.warn(
+      '!!! TWILIO_AUTH_TOKEN is not set: webhook signatures are NOT checked, and unsigned requests are accepted from loopback only. Set it before taking real calls. !!!',
+    );
+  }
+  const store = createFileConfigStore(env.dataDir);
+  if (await seedDemo(store)) log.info({ dataDir: env.dataDir }, 'first start: loaded the demo company and template');
+  const catalog = await loadCatalog(store);
+
+  const embedder =
+    options.embedder ??
+    (env.openai
+      ? createOpenAiEmbedder({ apiKey: env.openai.apiKey, ...(env.openai.baseURL ? { baseURL: env.openai.baseURL } : {}) })
+      : createLocalEmbedder());
+  const ledger = options.ledger ?? createMemoryLedger();
+  const engine = await Engine.create({
+    catalog,
+    log,
+    embedder,
+    clients: llmClientsFrom(env),
+    budgets: options.budgets ?? createMemoryBudgetStore(),
+    stats: createMemoryWarmupStats(),
+    ledger,
+    rotation: createMemoryRotationStore(),
+    ...(options.timing ? { timing: options.timing } : {}),
+    ...(options.onTurn ? { onTurn: options.onTurn } : {}),
+  });
+  const server = await startServer({
+    env,
+    engine,
+    log,
+    ...(options.relay ? { relay: options.relay } : {}),
+    ...(options.shedDelayMs !== undefined ? { shedDelayMs: options.shedDelayMs } : {}),
+  });
+  log.info(
+    { url: server.url, companies: catalog.companies.size, templates: catalog.templates.size, embedder: embedder.id },
+    'switchboard ready',
+  );
+  return {
+    engine,
+    server,
+    ledger,
+    log,
+    async close() {
+      await engine.shutdown();
+      await server.close();
+    },
+  };
+}

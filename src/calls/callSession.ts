@@ -1,0 +1,209 @@
+/**
+ * One live call: its actor, its transport and the bookkeeping around them (turn traces, warmup
+ * hits, cost per turn). Transports feed it domain events; it never sees frames or audio.
+ */
+import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import { createActor } from 'xstate';
+import type { Actor } from 'xstate';
+import type { CallEmitted, CallEvent, CallMachine, CallPolicy } from '../../machines/callMachine.ts';
+import type { TurnRecord } from '../../machines/types.ts';
+import type { CompanyConfig } from '../config/companyConfig.ts';
+import type { CostEvent, CostSink } from '../cost/costEvent.ts';
+import { PRICE_TABLE_VERSION } from '../cost/priceTable.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { WarmupStats } from '../warmup/warmupStats.ts';
+import type { CallTransport } from './callTransport.ts';
+
+export interface CallSessionDeps {
+  readonly machine: CallMachine;
+  readonly company: CompanyConfig;
+  readonly policy: CallPolicy;
+  readonly transport: CallTransport;
+  readonly ledger: CostSink;
+  readonly stats: WarmupStats;
+  readonly log: Logger;
+  readonly onEnded: (session: CallSession) => void;
+  readonly onTurn?: (trace: { record: TurnRecord; latencyMs: number; engineMs: number }) => void;
+}
+
+export class CallSession {
+  readonly id = randomUUID();
+  readonly companyId: string;
+  readonly company: CompanyConfig;
+  readonly transport: CallTransport;
+  readonly log: Logger;
+  readonly startedAt = Date.now();
+  callSid: string | null = null;
+  readonly #deps: CallSessionDeps;
+  readonly #actor: Actor<CallMachine>;
+  /** Cost of the turn in progress, by turn number. */
+  readonly #turnCost = new Map<number, { usd: number; unknown: boolean; estimated: boolean }>();
+  /** Requests still settling for a turn (an aborted warmup records its cost a moment later). */
+  readonly #inflight = new Map<number, Set<Promise<unknown>>>();
+  #turnStartedAt = 0;
+  #ended = false;
+
+  constructor(deps: CallSessionDeps) {
+    this.#deps = deps;
+    this.company = deps.company;
+    this.companyId = deps.company.id;
+    this.transport = deps.transport;
+    this.log = deps.log.child({ callId: this.id, companyId: this.companyId });
+    this.#actor = createActor(deps.machine, {
+      input: { callId: this.id, companyId: this.companyId, policy: deps.policy },
+    });
+    // Without an error observer a failing actor would rethrow asynchronously and take the process down.
+    this.#actor.subscribe({
+      error: (err) => {
+        this.log.error({ err }, 'call actor failed');
+        this.#end('actor-error');
+      },
+    });
+    this.#actor.on('*', (event) => this.#onEmitted(event));
+  }
+
+  get actor(): Actor<CallMachine> {
+    return this.#actor;
+  }
+
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  start(): void {
+    this.#actor.start();
+  }
+
+  /** Feeds a domain event to the actor. */
+  send(event: CallEvent): void {
+    if (this.#ended) return;
+    if (event.type === 'twilio.start') {
+      this.callSid = event.callSid;
+      this.log.info({ callSid: event.callSid }, 'call started');
+    }
+    if (event.type === 'caller.transcriptFinal') this.#turnStartedAt = performance.now();
+    this.#actor.send(event);
+  }
+
+  /** Tier 3 and warmup requests report here so the turn's cost includes requests that settle late. */
+  track(turn: number, request: Promise<unknown>): void {
+    let set = this.#inflight.get(turn);
+    if (set === undefined) this.#inflight.set(turn, (set = new Set()));
+    const settled: Promise<unknown> = request.then(
+      () => set.delete(settled),
+      () => set.delete(settled),
+    );
+    set.add(settled);
+  }
+
+  /** Called by the ledger fan-out for events of this call. */
+  noteCost(event: CostEvent): void {
+    if (event.turn === null) return;
+    const entry = this.#turnCost.get(event.turn) ?? { usd: 0, unknown: false, estimated: false };
+    if (event.costUsd === null) entry.unknown = true;
+    else entry.usd += event.costUsd;
+    entry.estimated ||= event.estimated;
+    this.#turnCost.set(event.turn, entry);
+  }
+
+  /** Stops the call from outside (socket closed, shutdown). */
+  stop(reason: string): void {
+    if (this.#ended) return;
+    this.#actor.send({ type: 'twilio.stop' });
+    this.#end(reason);
+  }
+
+  #onEmitted(event: CallEmitted): void {
+    switch (event.type) {
+      case 'turn.completed':
+        void this.#completeTurn(event.record);
+        break;
+      case 'warmup.used': {
+        const now = new Date();
+        this.#deps.stats.recordUsed(this.companyId, event.category, now);
+        this.#deps.ledger.record({
+          id: randomUUID(),
+          at: now.toISOString(),
+          companyId: this.companyId,
+          callId: this.id,
+          callSid: this.callSid,
+          turn: event.turn,
+          purpose: 'warmup',
+          tier: 3,
+          action: 'used',
+          provider: event.provider,
+          model: event.model,
+          inputTokens: 0,
+          outputTokens: 0,
+          durationMs: 0,
+          costUsd: 0,
+          estimated: false,
+          priceVersion: PRICE_TABLE_VERSION,
+          timeSavedMs: Math.round(event.timeSavedMs),
+        });
+        break;
+      }
+      case 'reply.interrupted':
+        this.log.debug({ turn: event.turn }, 'caller barged in');
+        break;
+      case 'call.transfer':
+        this.log.info({ reason: event.reason }, 'transferring call');
+        this.transport.transfer(this.company.fallbackResponses.transferNumber, event.reason);
+        break;
+      case 'call.hangup':
+        this.log.info({ reason: event.reason }, 'hanging up');
+        this.transport.hangup(event.reason);
+        break;
+      case 'call.failed':
+        this.log.warn({ reason: event.reason }, 'call failed');
+        this.transport.hangup(event.reason);
+        this.#end(event.reason);
+        break;
+      case 'call.ended':
+        this.#end(event.reason);
+        break;
+    }
+  }
+
+  async #completeTurn(record: TurnRecord): Promise<void> {
+    const latencyMs = performance.now() - this.#turnStartedAt;
+    const engineMs = Math.max(0, latencyMs - record.timings.providerMs);
+    this.#deps.onTurn?.({ record, latencyMs, engineMs });
+    // Caller words and replies stay out of logs; the decision does not.
+    this.log.info(
+      {
+        turn: record.turn,
+        tier: record.tier,
+        category: record.category,
+        scenarioId: record.scenarioId,
+        confidence: Number(record.confidence.toFixed(3)),
+        warmup: record.warmup,
+        latencyMs: Math.round(latencyMs),
+      },
+      'turn answered',
+    );
+    const pending = this.#inflight.get(record.turn);
+    if (pending && pending.size > 0) await Promise.allSettled([...pending]);
+    this.#inflight.delete(record.turn);
+    const cost = this.#turnCost.get(record.turn);
+    this.#turnCost.delete(record.turn);
+    this.transport.trace({
+      record,
+      latencyMs,
+      engineMs,
+      costUsd: cost === undefined ? 0 : cost.unknown ? null : cost.usd,
+      costEstimated: cost?.estimated ?? false,
+    });
+  }
+
+  #end(reason: string): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.log.info({ reason, durationMs: Date.now() - this.startedAt }, 'call ended');
+    // Stop outside the emit that may have brought us here: the actor is mid-transition.
+    queueMicrotask(() => this.#actor.stop());
+    this.transport.close(reason);
+    this.#deps.onEnded(this);
+  }
+}

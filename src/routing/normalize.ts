@@ -1,0 +1,327 @@
+/**
+ * Text normalisation shared by every rule and embedding matcher. Triggers, examples and caller
+ * utterances all go through the same function, so whatever it does (contractions, filler removal,
+ * synonyms, stemming) is symmetric: a trigger and an utterance meaning the same thing end up as the
+ * same tokens.
+ */
+import type { Scenario, TemplateConfig } from '../config/companyConfig.ts';
+
+/** The normalised form of one text. */
+export interface NormalizedText {
+  /** Lower-case words with fillers removed and synonyms replaced by their canonical key. */
+  readonly text: string;
+  /** The words of `text`, each folded by {@link stem} (plural, -ing, -ed): what matchers compare. */
+  readonly tokens: readonly string[];
+}
+
+export type Normalizer = (text: string) => NormalizedText;
+
+/**
+ * Function words, pronouns, auxiliaries and "light" verbs: they glue a sentence together but do
+ * not say what it is about. Matchers ignore them when they weigh how much of an utterance a
+ * trigger explains. Negations ("not", "no", "never") are deliberately absent: they change meaning.
+ */
+const STOPWORD_SURFACES = `a an the and or but if so than then to of in on at by for with from about into onto
+over under up down out off as i me my mine myself we us our ours you your yours yourself he him his she her
+it its they them their theirs this that these those there here what which who whom whose when where why
+how is am are was were be been being do does did doing done have has had having get gets got getting gotten
+go goes going went gone come comes came coming make makes made making take takes took want wants wanted need
+needs needed like would could should can will shall may might must let know think see say said tell ask
+look looking give try call calling called keep keeps just also too very really all any some each every
+much many more most other another such own same only again still even ever yes yeah yep ok okay well um uh
+hmm oh hi hey please guy guys folks anyone anybody someone somebody something anything thing things stuff
+kind sort bit lot one sure right now soon actually basically maybe probably thank thanks`
+  .split(/\s+/)
+  .filter((w) => w.length > 0);
+
+/**
+ * Words that carry slot values (when, how many) rather than a topic: an unmatched time word in an
+ * utterance is neither evidence for nor against a scenario.
+ */
+const NEUTRAL_SURFACES = `today tonight tomorrow yesterday morning afternoon evening night noon midnight week weeks
+weekend month months year next last monday tuesday wednesday thursday friday saturday sunday mon tue tues wed
+thu thur thurs fri sat sun january february march april june july august september october november december
+jan feb mar apr jun jul aug sep sept oct nov dec am pm o'clock oclock zero oh one two three four five six
+seven eight nine ten eleven twelve fifteen twenty thirty forty fifty hundred first second third fourth fifth
+half quarter hour hours minute minutes time`
+  .split(/\s+/)
+  .filter((w) => w.length > 0);
+
+/** Pronoun-like words whose "'s" means "is" ("it's", "what's"); elsewhere "'s" is a possessive. */
+const IS_CONTRACTIONS = new Set(
+  'it that what there here he she who where how when why everything nothing something someone somebody one this'.split(
+    ' ',
+  ),
+);
+
+/**
+ * A light stemmer: folds plurals and -ing/-ed endings so "pipes", "leaking" and "stopped" meet
+ * "pipe", "leak" and "stop". It over-stems a few words ("news" → "new"); that is harmless because
+ * every text goes through it, and far cheaper than a full Porter stemmer on the hot path.
+ */
+export function stem(word: string): string {
+  if (word.length <= 3 || !/^[a-z]+$/.test(word)) return word;
+  let w = foldPlural(word);
+  if (w === word) w = stripVerbSuffix(w);
+  // A final silent "e" goes so that "charge" meets "charged" and "freeze" meets "freezing".
+  return w.length > 3 && w.endsWith('e') && !w.endsWith('ee') ? w.slice(0, -1) : w;
+}
+
+function stripVerbSuffix(w: string): string {
+  if (w.endsWith('ied')) return w.length <= 4 ? `${w.slice(0, -3)}ie` : `${w.slice(0, -3)}y`;
+  if (w.endsWith('ing') && !KEEP_ING.test(w) && w.length >= 6 && hasVowel(w.slice(0, -3))) {
+    return undouble(w.slice(0, -3));
+  }
+  if (w.endsWith('ed') && !w.endsWith('eed') && w.length >= 5 && hasVowel(w.slice(0, -2))) {
+    return undouble(w.slice(0, -2));
+  }
+  return w;
+}
+
+/** Words whose "-ing" is not a suffix. */
+const KEEP_ING = /(?:thing|^morning|^evening|^ceiling|^during|^spring|^string|^awning)$/;
+
+/**
+ * Folds only plural endings ("air conditioners" → "air conditioner", "batteries" → "battery"):
+ * synonym and filler phrases are looked up by this, not by {@link stem}, so that the noun
+ * "booking" and the verb "book" stay apart.
+ */
+export function foldPlural(word: string): string {
+  const w = word;
+  if (w.length <= 3 || !/^[a-z]+$/.test(w)) return w;
+  if (w.endsWith('sses')) return w.slice(0, -2);
+  if (w.endsWith('ies')) return w.length <= 4 ? `${w.slice(0, -3)}ie` : `${w.slice(0, -3)}y`;
+  if (/(?:x|ch|sh|z)es$/.test(w)) return w.slice(0, -2);
+  if (w.endsWith('s') && !/(?:ss|us|is)$/.test(w)) return w.slice(0, -1);
+  return w;
+}
+
+function hasVowel(s: string): boolean {
+  return /[aeiouy]/.test(s);
+}
+
+/** "stopp" → "stop", "runn" → "run"; double l/s/z are real ("install", "buzz"). */
+function undouble(s: string): string {
+  const last = s.at(-1);
+  return s.length > 3 && last === s.at(-2) && last !== undefined && !'lsz'.includes(last) ? s.slice(0, -1) : s;
+}
+
+const STOPWORDS: ReadonlySet<string> = new Set(STOPWORD_SURFACES.flatMap((w) => [w, stem(w)]));
+const NEUTRAL: ReadonlySet<string> = new Set(NEUTRAL_SURFACES.flatMap((w) => [w, stem(w)]));
+
+/** True for a (stemmed or surface) token that says nothing about the topic ("the", "my", "want"). */
+export function isStopword(token: string): boolean {
+  return STOPWORDS.has(token);
+}
+
+/** True for a time or number word: slot content, not topic evidence. */
+export function isNeutral(token: string): boolean {
+  return NEUTRAL.has(token) || /^\d/.test(token);
+}
+
+/** True when a token carries topic: not a stopword, not a time or number word. */
+export function isContent(token: string): boolean {
+  return !isStopword(token) && !isNeutral(token);
+}
+
+/**
+ * Lower-cases, unifies apostrophes and dashes, expands contractions and splits into words. Only
+ * letters, digits and in-word apostrophes survive; "a/c" and "t-stat" become "a c" and "t stat".
+ */
+export function tokenize(text: string): string[] {
+  const lowered = text
+    .normalize('NFKC')
+    .toLowerCase()
+    .replace(/[\u2018\u2019\u201b\u02bc\u0060\u00b4]/g, "'")
+    .replace(/%/g, ' percent ')
+    .replace(/&/g, ' and ')
+    .replace(/[^a-z0-9']+/g, ' ');
+  const words: string[] = [];
+  for (const raw of lowered.split(' ')) {
+    const word = raw.replace(/^'+|'+$/g, '');
+    if (word.length === 0) continue;
+    for (const part of expandContraction(word)) words.push(part);
+  }
+  return words;
+}
+
+function expandContraction(word: string): string[] {
+  if (!word.includes("'")) return word === 'cannot' ? ['can', 'not'] : [word];
+  if (word === "won't") return ['will', 'not'];
+  if (word === "can't") return ['can', 'not'];
+  if (word === "shan't") return ['shall', 'not'];
+  if (word === "ain't") return ['is', 'not'];
+  if (word === "let's") return ['let', 'us'];
+  const match = /^(.+?)(n't|'re|'ve|'ll|'d|'m|'s)$/.exec(word);
+  if (match === null) return [word.replace(/'/g, '')];
+  const base = (match[1] ?? '').replace(/'/g, '');
+  switch (match[2]) {
+    case "n't":
+      return [base, 'not'];
+    case "'re":
+      return [base, 'are'];
+    case "'ve":
+      return [base, 'have'];
+    case "'ll":
+      return [base, 'will'];
+    case "'d":
+      return [base, 'would'];
+    case "'m":
+      return [base, 'am'];
+    default:
+      return IS_CONTRACTIONS.has(base) ? [base, 'is'] : [base];
+  }
+}
+
+/** A phrase table keyed by the plural-folded first word; longest phrases first. */
+type PhraseTable = Map<string, Array<{ stems: readonly string[]; output: readonly string[] }>>;
+
+function addPhrase(table: PhraseTable, stems: readonly string[], output: readonly string[]): void {
+  const first = stems[0];
+  if (first === undefined) return;
+  const list = table.get(first) ?? [];
+  if (list.some((p) => p.stems.join(' ') === stems.join(' '))) return; // first definition wins
+  list.push({ stems, output });
+  list.sort((a, b) => b.stems.length - a.stems.length);
+  table.set(first, list);
+}
+
+/** Replaces every phrase of `table` found in `words` (plural-folded), longest match first. */
+function replacePhrases(words: readonly string[], table: PhraseTable): string[] {
+  if (table.size === 0) return [...words];
+  const stems = words.map(foldPlural);
+  const out: string[] = [];
+  let i = 0;
+  while (i < words.length) {
+    const candidates = table.get(stems[i] ?? '');
+    const hit = candidates?.find((p) => p.stems.every((s, k) => stems[i + k] === s));
+    if (hit === undefined) {
+      out.push(words[i] ?? '');
+      i += 1;
+    } else {
+      out.push(...hit.output);
+      i += hit.stems.length;
+    }
+  }
+  return out;
+}
+
+function hasContent(words: readonly string[]): boolean {
+  return words.some((w) => isContent(stem(w)));
+}
+
+/**
+ * Builds the normaliser for a set of templates (their filler words and synonym maps, merged; the
+ * first template wins on conflicts). Everything is precomputed here; the returned function is a
+ * single pass over the words of the text.
+ *
+ * When removing fillers would leave nothing but function words ("Hello?", "Hi there", "Okay."),
+ * the fillers are kept: then the filler *is* the message, and greeting triggers made of filler
+ * words still match.
+ */
+export function createNormalizer(templates: readonly TemplateConfig[]): Normalizer {
+  const fillers: PhraseTable = new Map();
+  for (const t of templates) {
+    for (const filler of t.fillerWords) addPhrase(fillers, tokenize(filler).map(foldPlural), []);
+  }
+  const stripFillers = (words: readonly string[]): string[] => {
+    const stripped = replacePhrases(words, fillers);
+    return hasContent(stripped) ? stripped : [...words];
+  };
+  const synonyms: PhraseTable = new Map();
+  for (const t of templates) {
+    for (const [key, variants] of Object.entries(t.synonymMap)) {
+      const canonical = tokenize(key);
+      if (canonical.length === 0) continue;
+      for (const variant of [key, ...variants]) {
+        // Variants go through the same steps as the text they will be looked for in.
+        const words = stripFillers(tokenize(variant));
+        if (words.length > 0) addPhrase(synonyms, words.map(foldPlural), canonical);
+      }
+    }
+  }
+  return (text: string): NormalizedText => {
+    const words = replacePhrases(stripFillers(tokenize(typeof text === 'string' ? text : '')), synonyms);
+    return { text: words.join(' '), tokens: words.map(stem) };
+  };
+}
+
+/** One scenario of a company's templates, with where it came from. */
+export interface ScenarioEntry {
+  readonly scenario: Scenario;
+  readonly category: string;
+  readonly templateId: string;
+  /** Position in {@link TemplateIndex.scenarios}. */
+  readonly index: number;
+}
+
+/**
+ * Everything the matchers precompute about a company's templates, built once and shared by Tier 1,
+ * Tier 2 and detect so an utterance is normalised once per turn.
+ */
+export interface TemplateIndex {
+  /** The normaliser; it remembers its last few inputs because every stage of a turn asks again. */
+  readonly normalize: Normalizer;
+  /** Every scenario; a scenario id repeated in a later template is skipped (the first one wins). */
+  readonly scenarios: readonly ScenarioEntry[];
+  readonly byId: ReadonlyMap<string, ScenarioEntry>;
+  /** Category names in template order, without repeats. */
+  readonly categories: readonly string[];
+  /** Topic token → indices of the scenarios whose triggers, examples or category cues use it. */
+  readonly scenarioVocabulary: ReadonlyMap<string, ReadonlySet<number>>;
+  /** Every token the templates use anywhere, replies and synonyms included: the domain's words. */
+  readonly knownTokens: ReadonlySet<string>;
+}
+
+/** Wraps a normaliser with a tiny most-recent cache: one turn normalises the same text several times. */
+function memoize(normalize: Normalizer, size: number): Normalizer {
+  const cache = new Map<string, NormalizedText>();
+  return (text) => {
+    const hit = cache.get(text);
+    if (hit !== undefined) return hit;
+    const result = normalize(text);
+    if (cache.size >= size) {
+      const oldest = cache.keys().next();
+      if (oldest.done !== true) cache.delete(oldest.value);
+    }
+    cache.set(text, result);
+    return result;
+  };
+}
+
+/** Builds the {@link TemplateIndex} of a company's templates. */
+export function indexTemplates(templates: readonly TemplateConfig[]): TemplateIndex {
+  const normalize = memoize(createNormalizer(templates), 8);
+  const scenarios: ScenarioEntry[] = [];
+  const byId = new Map<string, ScenarioEntry>();
+  const categories: string[] = [];
+  const scenarioVocabulary = new Map<string, Set<number>>();
+  const knownTokens = new Set<string>();
+  const know = (text: string): readonly string[] => {
+    const tokens = normalize(text).tokens;
+    for (const t of tokens) knownTokens.add(t);
+    return tokens;
+  };
+  for (const template of templates) {
+    for (const [key, variants] of Object.entries(template.synonymMap)) [key, ...variants].forEach(know);
+    for (const category of template.categories) {
+      if (!categories.includes(category.name)) categories.push(category.name);
+      const categoryTokens = [category.name, ...category.cues].flatMap(know);
+      for (const scenario of category.scenarios) {
+        if (byId.has(scenario.id)) continue;
+        const entry: ScenarioEntry = { scenario, category: category.name, templateId: template.id, index: scenarios.length };
+        scenarios.push(entry);
+        byId.set(scenario.id, entry);
+        scenario.replies.forEach(know);
+        const topical = [...scenario.triggers, ...scenario.examples].flatMap(know).concat(categoryTokens);
+        for (const token of topical) {
+          if (isStopword(token)) continue;
+          const set = scenarioVocabulary.get(token) ?? new Set<number>();
+          set.add(entry.index);
+          scenarioVocabulary.set(token, set);
+        }
+      }
+    }
+  }
+  return { normalize, scenarios, byId, categories, scenarioVocabulary, knownTokens };
+}

@@ -1,0 +1,353 @@
+/**
+ * Tier 2: semantic similarity between the utterance and each scenario's examples and triggers.
+ *
+ * A raw cosine means different things for different templates and embedders (a template with many
+ * near-duplicate examples scores everything higher), so raw scores are never compared with the
+ * company's threshold. Instead each matcher calibrates itself on its own template when it is built:
+ *
+ * - positives and confusions: every example is held out in turn and matched against the rest
+ *   (leave-one-out); whether the winner was its own scenario is the label;
+ * - near misses: every example is matched with its whole scenario removed, which is what an
+ *   in-domain question the template does not cover looks like (always wrong to answer);
+ * - off-topic: a built-in set of generic sentences from other businesses (always wrong to answer).
+ *
+ * A logistic model, constrained to be monotone, maps three features — the winner's score, its
+ * margin over the runner-up scenario, and the share of the utterance's topic words the template
+ * knows — to the probability that answering with the winner is right. That probability is the
+ * confidence, so a threshold means about the same precision on every template.
+ */
+import type { Situation, ScenarioCandidate, TierResult } from '../../machines/types.ts';
+import type { TemplateConfig } from '../config/companyConfig.ts';
+import type { Embedder } from '../providers/embeddings/embedder.ts';
+import { dot, isFittableEmbedder } from './localEmbedder.ts';
+import type { TemplateIndex } from './normalize.ts';
+import { indexTemplates, isContent } from './normalize.ts';
+
+/** A Tier 2 verdict; `providerMs` is the time spent in the embedder for the utterance. */
+export type Tier2Verdict = TierResult;
+
+export interface Tier2Matcher {
+  /** The embedder actually used (the local one is re-fitted on the template's texts). */
+  readonly embedderId: string;
+  /** The fitted calibration, for inspection and tests. */
+  readonly calibration: Tier2Calibration;
+  match(utterance: string, situation: Situation | null, signal?: AbortSignal): Promise<Tier2Verdict>;
+}
+
+/** P(correct) = σ(bias + score·wScore + margin·wMargin + known·wKnown). */
+export interface Tier2Calibration {
+  readonly bias: number;
+  readonly wScore: number;
+  readonly wMargin: number;
+  readonly wKnown: number;
+  /** Number of calibration samples by label. */
+  readonly positives: number;
+  readonly negatives: number;
+}
+
+export interface Tier2Options {
+  /** A prebuilt index of the same templates (the company router shares one across stages). */
+  readonly index?: TemplateIndex;
+  /** Off-topic sentences used as negatives in calibration; defaults to a built-in set. */
+  readonly background?: readonly string[];
+}
+
+/**
+ * Generic questions callers put to the wrong business. They are negatives for calibration only;
+ * any that share a topic word with the template are dropped, so they never argue against it.
+ */
+const DEFAULT_BACKGROUND = [
+  'can i order a large pepperoni pizza for delivery',
+  'what is the weather forecast for this weekend',
+  'is it going to snow tomorrow',
+  'i would like to open a checking account',
+  'what is my credit card balance',
+  'can i book a table for two at seven',
+  'do you have any job openings',
+  'i want to apply for a position',
+  'i need a lawyer for my divorce',
+  'can you give me legal advice about my lease',
+  'my car is making a noise when i brake',
+  'i need an oil change and new tires',
+  'can i schedule a haircut for tomorrow',
+  'do you sell concert tickets',
+  'what time does the pharmacy close',
+  'i need to refill my prescription',
+  'my internet is down again',
+  'how do i reset my password',
+  'can you recommend a good movie',
+  'who won the game last night',
+  'i want to adopt a puppy',
+  'is the store selling groceries today',
+  'do you deliver flowers',
+  'i would like to renew my passport',
+  'what are the symptoms of the flu',
+  'can you help me with my taxes',
+  'i want to cancel my phone plan',
+  'how much is a plane ticket to denver',
+  'my laptop screen is cracked',
+  'do you do wedding photography',
+  'what is the capital of france',
+  'tell me a joke',
+  'can you translate this into spanish',
+  'i lost my wallet on the bus',
+  'my dog is sick and will not eat',
+  'where is the nearest gas station',
+  'i want to sell my house',
+  'can you cut my lawn this week',
+  'do you clean carpets',
+  'is the museum open on mondays',
+];
+
+const TOP_K = 3;
+const MAX_CANDIDATES = 3;
+
+/** Per-scenario aggregate of item similarities: the best match, steadied by the next best ones. */
+function aggregate(sims: readonly number[]): number {
+  if (sims.length === 0) return 0;
+  const sorted = [...sims].sort((a, b) => b - a);
+  const top = sorted.slice(0, TOP_K);
+  const mean = top.reduce((s, x) => s + x, 0) / top.length;
+  return 0.6 * (sorted[0] ?? 0) + 0.4 * mean;
+}
+
+interface Item {
+  readonly scenario: number;
+  readonly text: string;
+  readonly isExample: boolean;
+  readonly tokens: ReadonlySet<string>;
+}
+
+interface Ranked {
+  readonly scores: readonly number[];
+  readonly best: number;
+  readonly second: number;
+}
+
+/** Scenario scores from an item-similarity row, skipping items `skip` rejects. */
+function rank(sims: ArrayLike<number>, items: readonly Item[], scenarios: number, skip?: (i: number) => boolean): Ranked {
+  const perScenario: number[][] = Array.from({ length: scenarios }, () => []);
+  for (let i = 0; i < items.length; i++) {
+    if (skip?.(i) === true) continue;
+    perScenario[items[i]?.scenario ?? 0]?.push(sims[i] ?? 0);
+  }
+  const scores = perScenario.map((s) => (s.length === 0 ? -1 : aggregate(s)));
+  let best = -1;
+  let second = -1;
+  scores.forEach((score, i) => {
+    if (best < 0 || score > (scores[best] ?? -1)) {
+      second = best;
+      best = i;
+    } else if (second < 0 || score > (scores[second] ?? -1)) second = i;
+  });
+  return { scores, best, second };
+}
+
+function features(r: Ranked, known: number): [number, number, number] {
+  const s1 = r.scores[r.best] ?? 0;
+  const s2 = r.second >= 0 ? Math.max(0, r.scores[r.second] ?? 0) : 0;
+  return [s1, s1 - s2, known];
+}
+
+/** Share of topic words in `tokens` that `isKnown` accepts; 1 when there are none (no evidence against). */
+function knownShare(tokens: Iterable<string>, isKnown: (t: string) => boolean): number {
+  let topic = 0;
+  let known = 0;
+  for (const t of tokens) {
+    if (!isContent(t)) continue;
+    topic += 1;
+    if (isKnown(t)) known += 1;
+  }
+  return topic === 0 ? 1 : known / topic;
+}
+
+function sigmoid(z: number): number {
+  return 1 / (1 + Math.exp(-z));
+}
+
+/**
+ * Fits P(y=1 | x) = σ(b + w·x) by gradient descent on standardised features, with w ≥ 0 (more
+ * similarity, more margin and more known words can never lower confidence) and classes weighted
+ * equally, then maps the weights back to raw features.
+ */
+function fitLogistic(xs: ReadonlyArray<readonly number[]>, ys: readonly number[]): Omit<Tier2Calibration, 'positives' | 'negatives'> {
+  const dims = 3;
+  const mean = new Array<number>(dims).fill(0);
+  const std = new Array<number>(dims).fill(0);
+  for (const x of xs) for (let d = 0; d < dims; d++) mean[d] = (mean[d] ?? 0) + (x[d] ?? 0) / xs.length;
+  for (const x of xs) for (let d = 0; d < dims; d++) std[d] = (std[d] ?? 0) + ((x[d] ?? 0) - (mean[d] ?? 0)) ** 2 / xs.length;
+  for (let d = 0; d < dims; d++) std[d] = Math.sqrt(std[d] ?? 0) || 1;
+  const z = xs.map((x) => x.map((v, d) => (v - (mean[d] ?? 0)) / (std[d] ?? 1)));
+  const positives = ys.filter((y) => y === 1).length;
+  const negatives = ys.length - positives;
+  const weightOf = (y: number): number => (y === 1 ? 0.5 / Math.max(1, positives) : 0.5 / Math.max(1, negatives));
+  let b = 0;
+  const w = new Array<number>(dims).fill(0);
+  const rate = 0.5;
+  const l2 = 0.002;
+  for (let iter = 0; iter < 1500; iter++) {
+    let gb = 0;
+    const gw = new Array<number>(dims).fill(0);
+    z.forEach((x, i) => {
+      const y = ys[i] ?? 0;
+      const p = sigmoid(b + x.reduce((s, v, d) => s + v * (w[d] ?? 0), 0));
+      const g = (p - y) * weightOf(y);
+      gb += g;
+      for (let d = 0; d < dims; d++) gw[d] = (gw[d] ?? 0) + g * (x[d] ?? 0);
+    });
+    b -= rate * gb;
+    for (let d = 0; d < dims; d++) w[d] = Math.max(0, (w[d] ?? 0) - rate * ((gw[d] ?? 0) + l2 * (w[d] ?? 0)));
+  }
+  const raw = w.map((wd, d) => wd / (std[d] ?? 1));
+  const bias = b - raw.reduce((s, rd, d) => s + rd * (mean[d] ?? 0), 0);
+  return { bias, wScore: raw[0] ?? 0, wMargin: raw[1] ?? 0, wKnown: raw[2] ?? 0 };
+}
+
+function predict(c: Tier2Calibration, x: readonly number[]): number {
+  return sigmoid(c.bias + c.wScore * (x[0] ?? 0) + c.wMargin * (x[1] ?? 0) + c.wKnown * (x[2] ?? 0));
+}
+
+/** How a detected situation moves Tier 2's confidence (a prior, never a reason to answer). */
+function situationFactor(situation: Situation | null, category: string): number {
+  if (situation === null) return 1;
+  if (situation.flags.outOfScope) return 0.5;
+  if (situation.category !== null && situation.category !== category && situation.confidence >= 0.6) return 0.85;
+  return 1;
+}
+
+/**
+ * Builds the Tier 2 matcher: normalises and embeds every example and trigger once (one batched
+ * `embed` call, together with the calibration's off-topic sentences), then calibrates.
+ */
+export async function createTier2Matcher(
+  templates: readonly TemplateConfig[],
+  embedder: Embedder,
+  options: Tier2Options = {},
+): Promise<Tier2Matcher> {
+  const index = options.index ?? indexTemplates(templates);
+  const items: Item[] = [];
+  for (const entry of index.scenarios) {
+    const add = (raw: string, isExample: boolean): void => {
+      const n = index.normalize(raw);
+      if (n.text.length === 0 || items.some((it) => it.scenario === entry.index && it.text === n.text)) return;
+      items.push({ scenario: entry.index, text: n.text, isExample, tokens: new Set(n.tokens) });
+    };
+    entry.scenario.examples.forEach((e) => add(e, true));
+    entry.scenario.triggers.forEach((t) => add(t, false));
+  }
+  const used = isFittableEmbedder(embedder) ? embedder.fit(items.map((it) => it.text)) : embedder;
+
+  // Which texts of which scenario know each token, so held-out samples can forget their own words.
+  const tokenUsers = new Map<string, Map<number, number>>();
+  const noteToken = (token: string, scenario: number): void => {
+    const users = tokenUsers.get(token) ?? new Map<number, number>();
+    users.set(scenario, (users.get(scenario) ?? 0) + 1);
+    tokenUsers.set(token, users);
+  };
+  for (const it of items) for (const t of it.tokens) noteToken(t, it.scenario);
+  for (const t of index.knownTokens) if (!tokenUsers.has(t)) noteToken(t, -1);
+  const isKnownExcept = (token: string, scenario: number, own: Item | null): boolean => {
+    const users = tokenUsers.get(token);
+    if (users === undefined) return false;
+    for (const [s, count] of users) {
+      if (s === scenario && own === null) continue;
+      const left = s === scenario && own !== null && own.tokens.has(token) ? count - 1 : count;
+      if (left > 0) return true;
+    }
+    return false;
+  };
+
+  // A background sentence mostly made of the template's own topic words may be in its domain.
+  const background = (options.background ?? DEFAULT_BACKGROUND)
+    .map((b) => index.normalize(b))
+    .filter((n) => knownShare(n.tokens, (t) => index.scenarioVocabulary.has(t)) < 0.5);
+  const vectors = await used.embed([...items.map((it) => it.text), ...background.map((b) => b.text)]);
+  const itemVectors = vectors.slice(0, items.length);
+  const backgroundVectors = vectors.slice(items.length);
+  const scenarioCount = index.scenarios.length;
+
+  const xs: Array<[number, number, number]> = [];
+  const ys: number[] = [];
+  items.forEach((it, i) => {
+    if (!it.isExample) return;
+    const v = itemVectors[i];
+    if (v === undefined) return;
+    const sims = itemVectors.map((u) => dot(v, u));
+    const held = rank(sims, items, scenarioCount, (j) => j === i);
+    xs.push(features(held, knownShare(it.tokens, (t) => isKnownExcept(t, it.scenario, it))));
+    ys.push(held.best === it.scenario ? 1 : 0);
+    if (scenarioCount > 1) {
+      const removed = rank(sims, items, scenarioCount, (j) => items[j]?.scenario === it.scenario);
+      xs.push(features(removed, knownShare(it.tokens, (t) => isKnownExcept(t, it.scenario, null))));
+      ys.push(0);
+    }
+  });
+  background.forEach((b, i) => {
+    const v = backgroundVectors[i];
+    if (v === undefined) return;
+    xs.push(features(rank(itemVectors.map((u) => dot(v, u)), items, scenarioCount), knownShare(b.tokens, (t) => tokenUsers.has(t))));
+    ys.push(0);
+  });
+  const positives = ys.filter((y) => y === 1).length;
+  const calibration: Tier2Calibration = { ...fitLogistic(xs, ys), positives, negatives: ys.length - positives };
+
+  return {
+    embedderId: used.id,
+    calibration,
+    async match(utterance, situation, signal) {
+      const started = performance.now();
+      const normalized = index.normalize(utterance);
+      const embedStarted = performance.now();
+      const [q] = await used.embed([normalized.text], signal);
+      const providerMs = performance.now() - embedStarted;
+      signal?.throwIfAborted();
+      const sims = q === undefined ? [] : itemVectors.map((u) => dot(q, u));
+      const ranked = rank(sims, items, scenarioCount);
+      const known = knownShare(normalized.tokens, (t) => tokenUsers.has(t));
+      const order = ranked.scores
+        .map((score, i) => ({ i, score }))
+        .filter((x) => x.score > 0)
+        .sort((a, b) => b.score - a.score)
+        .slice(0, MAX_CANDIDATES);
+      const candidates: ScenarioCandidate[] = order.map(({ i, score }) => {
+        const bestOther = i === ranked.best ? Math.max(0, ranked.scores[ranked.second] ?? 0) : (ranked.scores[ranked.best] ?? 0);
+        const entry = index.scenarios[i];
+        return {
+          scenarioId: entry?.scenario.id ?? '',
+          category: entry?.category ?? '',
+          score: round(predict(calibration, [score, score - bestOther, known])),
+        };
+      });
+      const top = order[0] === undefined ? undefined : index.scenarios[order[0].i];
+      const durationMs = performance.now() - started;
+      if (top === undefined) {
+        return { ...noMatch, candidates, providerMs, durationMs };
+      }
+      const confidence = predict(calibration, features(ranked, known)) * situationFactor(situation, top.category);
+      return {
+        confidence: round(confidence),
+        scenarioId: top.scenario.id,
+        category: top.category,
+        reply: top.scenario.replies[0] ?? null,
+        endsCall: top.scenario.endsCall,
+        action: top.scenario.action ?? null,
+        candidates,
+        providerMs,
+        durationMs,
+      };
+    },
+  };
+}
+
+const noMatch = {
+  confidence: 0,
+  scenarioId: null,
+  category: null,
+  reply: null,
+  endsCall: false,
+  action: null,
+} as const;
+
+function round(x: number): number {
+  return Math.round(x * 1000) / 1000;
+}

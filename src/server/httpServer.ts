@@ -1,0 +1,220 @@
+/**
+ * HTTP and WebSocket entry points: the Twilio webhook, ConversationRelay sockets and health.
+ * Requests are small and few per call, so plain node:http keeps the hot path free of framework work.
+ */
+import { createServer } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import type { AddressInfo } from 'node:net';
+import { WebSocketServer } from 'ws';
+import type { Engine } from '../calls/engine.ts';
+import type { EnvConfig } from '../config/env.ts';
+import { isLoopback } from '../config/env.ts';
+import type { Logger } from '../observability/logger.ts';
+import { handleRelaySocket } from '../twilio/relayConnection.ts';
+import { MAX_RELAY_FRAME_BYTES, TRACE_HEADER } from '../twilio/relayProtocol.ts';
+import { isValidTwilioSignature } from '../twilio/signature.ts';
+import { createStreamTokens } from '../twilio/streamTokens.ts';
+import type { StreamTokens } from '../twilio/streamTokens.ts';
+import { conversationRelayTwiml, dialTwiml, sayAndHangupTwiml } from '../twilio/twiml.ts';
+
+const MAX_BODY_BYTES = 64 * 1024;
+
+export interface ServerOptions {
+  readonly env: EnvConfig;
+  readonly engine: Engine;
+  readonly log: Logger;
+  readonly tokens?: StreamTokens;
+  /** Shed new calls (503) when the event loop's p99 delay over the last second exceeds this. */
+  readonly shedDelayMs?: number;
+  readonly relay?: { setupTimeoutMs?: number; playbackMsPerChar?: number };
+}
+
+export interface RunningServer {
+  readonly server: Server;
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+class HttpError extends Error {
+  readonly status: number;
+  constructor(status: number, message: string) {
+    super(message);
+    this.status = status;
+  }
+}
+
+function readForm(req: IncomingMessage): Promise<Record<string, string>> {
+  return new Promise((resolve, reject) => {
+    let size = 0;
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_BODY_BYTES) {
+        reject(new HttpError(413, 'body too large'));
+        req.destroy();
+      } else chunks.push(chunk);
+    });
+    req.on('end', () => resolve(Object.fromEntries(new URLSearchParams(Buffer.concat(chunks).toString('utf8')))));
+    req.on('error', reject);
+  });
+}
+
+function send(res: ServerResponse, status: number, body: string, type = 'text/plain; charset=utf-8'): void {
+  res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+}
+
+export function startServer(options: ServerOptions): Promise<RunningServer> {
+  const { env, engine, log } = options;
+  const tokens = options.tokens ?? createStreamTokens(env.twilio.authToken ? { secret: env.twilio.authToken } : {});
+  const authToken = env.twilio.authToken;
+  const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+  loopDelay.enable();
+  let delayP99Ms = 0;
+  const delayTimer = setInterval(() => {
+    delayP99Ms = loopDelay.percentile(99) / 1e6;
+    loopDelay.reset();
+  }, 1000);
+  delayTimer.unref();
+
+  /** The URL Twilio requested, as it signed it: the public base URL when configured. */
+  const publicUrl = (req: IncomingMessage, scheme: 'http' | 'ws'): URL => {
+    const path = req.url ?? '/';
+    if (env.publicBaseUrl) {
+      const base = new URL(env.publicBaseUrl);
+      if (scheme === 'ws') base.protocol = base.protocol === 'https:' ? 'wss:' : 'ws:';
+      return new URL(path, base);
+    }
+    const host = req.headers.host ?? `127.0.0.1:${env.port}`;
+    return new URL(path, `${scheme}://${host}`);
+  };
+
+  /** Twilio-signed, or (with no auth token configured) from this machine only. */
+  const checkTwilio = (req: IncomingMessage, url: URL, params: Record<string, string>) => {
+    if (authToken === undefined) {
+      if (!isLoopback(req.socket.remoteAddress)) throw new HttpError(403, 'unsigned webhooks are accepted from loopback only');
+      return;
+    }
+    const signature = req.headers['x-twilio-signature'];
+    if (!isValidTwilioSignature(authToken, typeof signature === 'string' ? signature : undefined, url.href, params)) {
+      throw new HttpError(403, 'invalid X-Twilio-Signature');
+    }
+  };
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://local');
+    const route = `${req.method ?? 'GET'} ${url.pathname}`;
+    switch (route) {
+      case 'GET /health':
+        return send(
+          res,
+          200,
+          JSON.stringify({ status: 'ok', ready: true, liveCalls: engine.liveCalls, eventLoopDelayP99Ms: delayP99Ms }),
+          'application/json',
+        );
+      case 'POST /twilio/voice': {
+        const form = await readForm(req);
+        checkTwilio(req, publicUrl(req, 'http'), form);
+        if (options.shedDelayMs !== undefined && delayP99Ms > options.shedDelayMs) {
+          log.warn({ eventLoopDelayP99Ms: delayP99Ms }, 'shedding a new call: event loop saturated');
+          res.setHeader('retry-after', '1');
+          return send(res, 503, 'busy');
+        }
+        const company = engine.companyForNumber(form['To'] ?? '');
+        if (company === undefined) {
+          log.warn({ code: 'COMPANY_NOT_FOUND' }, 'no company owns the called number');
+          return send(
+            res,
+            200,
+            sayAndHangupTwiml('Sorry, this number is not in service. Goodbye.'),
+            'text/xml; charset=utf-8',
+          );
+        }
+        const token = tokens.mint({ companyId: company.config.id, callSid: form['CallSid'] ?? null });
+        const relayUrl = new URL(`/twilio/relay/${token}`, publicUrl(req, 'ws')).href;
+        const actionUrl = new URL('/twilio/connect-action', publicUrl(req, 'http')).href;
+        const twiml = conversationRelayTwiml({ relayUrl, actionUrl, language: company.config.voice.language });
+        return send(res, 200, twiml, 'text/xml; charset=utf-8');
+      }
+      case 'POST /twilio/connect-action': {
+        // Twilio calls this when the relay session ends: transfer if we handed off, else hang up.
+        const form = await readForm(req);
+        checkTwilio(req, publicUrl(req, 'http'), form);
+        let handoff: { reasonCode?: string } = {};
+        try {
+          handoff = JSON.parse(form['HandoffData'] ?? '{}') as typeof handoff;
+        } catch {
+          handoff = {};
+        }
+        const company = engine.companyForNumber(form['To'] ?? '');
+        const number = company?.config.fallbackResponses.transferNumber;
+        const twiml = handoff.reasonCode === 'transfer' && number ? dialTwiml(number) : sayAndHangupTwiml(null);
+        return send(res, 200, twiml, 'text/xml; charset=utf-8');
+      }
+      case 'POST /twilio/status': {
+        const form = await readForm(req);
+        checkTwilio(req, publicUrl(req, 'http'), form);
+        res.writeHead(204).end();
+        return;
+      }
+      default:
+        return send(res, 404, 'not found');
+    }
+  }
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((err: unknown) => {
+      const status = err instanceof HttpError ? err.status : 500;
+      if (status >= 500) log.error({ err }, 'request failed');
+      else log.warn({ status, reason: (err as Error).message, path: req.url?.split('/').slice(0, 3).join('/') }, 'request refused');
+      if (!res.headersSent) send(res, status, status >= 500 ? 'internal error' : (err as Error).message);
+      else res.destroy();
+    });
+  });
+
+  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_RELAY_FRAME_BYTES, perMessageDeflate: false });
+  server.on('upgrade', (req, socket, head) => {
+    const refuse = (status: number, reason: string) => {
+      log.warn({ status, reason }, 'websocket upgrade refused');
+      socket.end(`HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    };
+    const url = new URL(req.url ?? '/', 'http://local');
+    const match = /^\/twilio\/relay\/([^/]+)$/.exec(url.pathname);
+    if (match === null) return refuse(404, 'Not Found');
+    if (authToken !== undefined) {
+      const signature = req.headers['x-twilio-signature'];
+      if (!isValidTwilioSignature(authToken, typeof signature === 'string' ? signature : undefined, publicUrl(req, 'ws').href, {})) {
+        return refuse(403, 'Forbidden');
+      }
+    } else if (!isLoopback(req.socket.remoteAddress)) {
+      return refuse(403, 'Forbidden');
+    }
+    const grant = tokens.consume(decodeURIComponent(match[1]!));
+    if (grant === null) return refuse(403, 'Forbidden');
+    const trace = req.headers[TRACE_HEADER] === '1';
+    wss.handleUpgrade(req, socket, head, (ws) => handleRelaySocket(ws, grant, engine, log, { ...options.relay, trace }));
+  });
+
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(env.port, env.host, () => {
+      server.off('error', reject);
+      const address = server.address() as AddressInfo;
+      const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+      resolve({
+        server,
+        url: `http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${address.port}`,
+        close: () =>
+          new Promise<void>((done) => {
+            clearInterval(delayTimer);
+            loopDelay.disable();
+            for (const client of wss.clients) client.close(1001, 'server shutting down');
+            wss.close();
+            server.close(() => done());
+            server.closeAllConnections();
+          }),
+      });
+    });
+  });
+}

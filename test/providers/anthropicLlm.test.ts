@@ -1,0 +1,289 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createAnthropicLlm } from '../../src/providers/llm/anthropicLlm.ts';
+import { LlmError } from '../../src/providers/llm/llmErrors.ts';
+import type { LlmClient, LlmRequest } from '../../src/providers/llm/llmClient.ts';
+import { startFakeAnthropicServer, type FakeAnthropicServer } from '../fakes/fakeAnthropicServer.ts';
+import { fakeTokens } from '../fakes/fakeOpenAiServer.ts';
+
+const ANSWER = 'The technician can come on Tuesday morning between nine and eleven.';
+
+let server: FakeAnthropicServer;
+let llm: LlmClient;
+
+beforeEach(async () => {
+  server = await startFakeAnthropicServer();
+  llm = createAnthropicLlm({ apiKey: 'test-key', baseURL: server.baseURL });
+});
+
+afterEach(async () => {
+  await server.close();
+});
+
+function request(overrides: Partial<LlmRequest> = {}): LlmRequest {
+  return {
+    model: 'claude-haiku-4-5',
+    system: 'You are a terse receptionist.',
+    messages: [{ role: 'user', content: 'When can someone come?' }],
+    maxOutputTokens: 200,
+    timeoutMs: 5000,
+    ...overrides,
+  };
+}
+
+async function llmErrorOf(promise: Promise<unknown>): Promise<LlmError> {
+  const err = await promise.then(
+    () => {
+      throw new Error('expected the request to fail');
+    },
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(LlmError);
+  return err as LlmError;
+}
+
+async function waitFor(condition: () => boolean): Promise<void> {
+  const deadline = performance.now() + 2000;
+  while (!condition()) {
+    if (performance.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+describe('createAnthropicLlm', () => {
+  it('streams the answer: text, usage from message_start and message_delta, onToken in order', async () => {
+    server.script({ type: 'text', text: ANSWER, firstTokenDelayMs: 60, tokenIntervalMs: 5 });
+    const tokens: string[] = [];
+
+    const result = await llm.complete(request({ onToken: (t) => tokens.push(t) }));
+
+    expect(result.text).toBe(ANSWER);
+    expect(tokens).toEqual(fakeTokens(ANSWER));
+    expect(result.provider).toBe('anthropic');
+    expect(result.model).toBe('claude-haiku-4-5');
+    const sent = await server.settled(0);
+    expect(result.usage).toEqual(sent.usageSent);
+    expect(result.usage?.inputTokens).toBeGreaterThan(0);
+    expect(result.usage?.outputTokens).toBe(tokens.length);
+    expect(result.firstTokenMs).toBeGreaterThanOrEqual(50);
+    expect(result.durationMs).toBeGreaterThan(result.firstTokenMs!);
+    expect(sent.clientWentAway).toBe('no');
+  });
+
+  it('sends a streaming Messages request to /v1/messages with the system prompt and token cap', async () => {
+    await llm.complete(request({ temperature: 0.2 }));
+
+    const [sent] = server.requests;
+    expect(sent?.path).toBe('/v1/messages');
+    // SDK 1.x sends the key as a bearer token (0.x used X-Api-Key).
+    expect(sent?.headers.authorization).toBe('Bearer test-key');
+    expect(sent?.headers['anthropic-version']).toBeDefined();
+    expect(sent?.body).toEqual({
+      model: 'claude-haiku-4-5',
+      max_tokens: 200,
+      stream: true,
+      system: 'You are a terse receptionist.',
+      temperature: 0.2,
+      messages: [{ role: 'user', content: 'When can someone come?' }],
+    });
+  });
+
+  it('JSON mode adds a JSON-only instruction to the system prompt (no prefill)', async () => {
+    server.script({ type: 'text', text: '{"intent": "book"}' });
+
+    const result = await llm.complete(request({ json: true, system: 'Classify the caller.' }));
+
+    expect(JSON.parse(result.text)).toEqual({ intent: 'book' });
+    const body = server.requests[0]?.body;
+    expect(body?.['system']).toMatch(/^Classify the caller\.\n\n.*single JSON object/);
+    expect(body?.['messages']).toEqual([{ role: 'user', content: 'When can someone come?' }]);
+  });
+
+  it('leaves out an empty system prompt', async () => {
+    await llm.complete(request({ system: '' }));
+
+    expect(server.requests[0]?.body).not.toHaveProperty('system');
+  });
+
+  it('reuses one connection across requests (keep-alive)', async () => {
+    await llm.complete(request());
+    await new Promise((r) => setTimeout(r, 10));
+    await llm.complete(request());
+
+    expect(server.requests[1]?.clientPort).toBe(server.requests[0]?.clientPort);
+  });
+
+  describe('abort', () => {
+    it('before the first token: ERR_LLM_ABORTED, and the fake sees the hang-up before any token', async () => {
+      server.script({ type: 'text', text: ANSWER, firstTokenDelayMs: 5000 });
+      const controller = new AbortController();
+
+      const pending = llm.complete(request({ signal: controller.signal }));
+      await waitFor(() => server.requests.length === 1);
+      controller.abort();
+      const err = await llmErrorOf(pending);
+
+      expect(err.code).toBe('ERR_LLM_ABORTED');
+      expect(err.retryable).toBe(false);
+      expect(err.partial).toMatchObject({ text: '', firstTokenMs: null });
+      const sent = await server.settled(0);
+      expect(sent.clientWentAway).toBe('before-first-token');
+      expect(sent.tokensSent).toBe(0);
+    });
+
+    it('before the response headers arrive (server hangs)', async () => {
+      server.script({ type: 'hang' });
+      const controller = new AbortController();
+
+      const pending = llm.complete(request({ signal: controller.signal }));
+      await waitFor(() => server.requests.length === 1);
+      controller.abort();
+
+      expect((await llmErrorOf(pending)).code).toBe('ERR_LLM_ABORTED');
+      expect((await server.settled(0)).clientWentAway).toBe('before-first-token');
+    });
+
+    it('mid-stream: keeps the partial text and the input usage; the fake sees the hang-up', async () => {
+      server.script({ type: 'text', text: ANSWER, tokenIntervalMs: 20 });
+      const controller = new AbortController();
+      const tokens: string[] = [];
+
+      const err = await llmErrorOf(
+        llm.complete(
+          request({
+            signal: controller.signal,
+            onToken: (t) => {
+              tokens.push(t);
+              if (tokens.length === 3) controller.abort();
+            },
+          }),
+        ),
+      );
+
+      expect(err.code).toBe('ERR_LLM_ABORTED');
+      expect(err.partial.text).toBe(fakeTokens(ANSWER).slice(0, 3).join(''));
+      const sent = await server.settled(0);
+      // message_start reported the exact input; output is only the lower bound it reported.
+      expect(err.partial.usage).toEqual({ inputTokens: sent.usageSent?.inputTokens, outputTokens: 1 });
+      expect(sent.clientWentAway).toBe('before-last-token');
+      expect(sent.tokensSent).toBeLessThan(fakeTokens(ANSWER).length);
+    });
+  });
+
+  describe('timeout', () => {
+    it('before the first token: ERR_LLM_TIMEOUT and the connection is closed on the wire', async () => {
+      server.script({ type: 'text', text: ANSWER, firstTokenDelayMs: 5000 });
+
+      const err = await llmErrorOf(llm.complete(request({ timeoutMs: 150 })));
+
+      expect(err.code).toBe('ERR_LLM_TIMEOUT');
+      expect(err.retryable).toBe(true);
+      expect(err.partial.durationMs).toBeGreaterThanOrEqual(140);
+      expect(err.partial.durationMs).toBeLessThan(1000);
+      expect((await server.settled(0)).clientWentAway).toBe('before-first-token');
+    });
+
+    it('while the server sends no headers at all', async () => {
+      server.script({ type: 'hang' });
+
+      const err = await llmErrorOf(llm.complete(request({ timeoutMs: 100 })));
+
+      expect(err.code).toBe('ERR_LLM_TIMEOUT');
+      expect((await server.settled(0)).clientWentAway).toBe('before-first-token');
+    });
+
+    it('mid-stream: keeps the partial text and closes the stream', async () => {
+      server.script({ type: 'text', text: ANSWER, tokenIntervalMs: 60 });
+
+      const err = await llmErrorOf(llm.complete(request({ timeoutMs: 200 })));
+
+      expect(err.code).toBe('ERR_LLM_TIMEOUT');
+      expect(err.partial.text.length).toBeGreaterThan(0);
+      expect(ANSWER.startsWith(err.partial.text)).toBe(true);
+      expect((await server.settled(0)).clientWentAway).toBe('before-last-token');
+    });
+  });
+
+  describe('failures', () => {
+    it.each([
+      [500, true],
+      [529, true],
+      [429, true],
+      [400, false],
+    ])('HTTP %i: ERR_LLM_HTTP (retryable %s) after exactly one request', async (status, retryable) => {
+      server.script({ type: 'error', status, message: 'Nope.' });
+
+      const err = await llmErrorOf(llm.complete(request()));
+
+      expect(err.code).toBe('ERR_LLM_HTTP');
+      expect(err.status).toBe(status);
+      expect(err.retryable).toBe(retryable);
+      expect(err.message).toContain('Nope.');
+      // The fake asks for a retry after 10 ms; a retrying client would have come back by now.
+      await new Promise((r) => setTimeout(r, 150));
+      expect(server.requests).toHaveLength(1);
+    });
+
+    it('an error event inside the stream: ERR_LLM_HTTP without a status, retryable when overloaded', async () => {
+      server.script({
+        type: 'garbage',
+        body:
+          'event: message_start\ndata: {"type":"message_start","message":{"id":"m","type":"message","role":"assistant","model":"x","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":7,"output_tokens":1}}}\n\n' +
+          'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n',
+      });
+
+      const err = await llmErrorOf(llm.complete(request()));
+
+      expect(err.code).toBe('ERR_LLM_HTTP');
+      expect(err.status).toBeNull();
+      expect(err.retryable).toBe(true);
+      expect(err.partial.usage).toEqual({ inputTokens: 7, outputTokens: 1 });
+    });
+
+    it('malformed SSE JSON: ERR_LLM_BAD_RESPONSE', async () => {
+      server.script({ type: 'garbage' });
+
+      const err = await llmErrorOf(llm.complete(request()));
+
+      expect(err.code).toBe('ERR_LLM_BAD_RESPONSE');
+      expect(err.retryable).toBe(false);
+    });
+
+    it('a body that is not SSE at all (empty stream): ERR_LLM_BAD_RESPONSE', async () => {
+      server.script({ type: 'garbage', body: '<html><body>502 Bad Gateway</body></html>' });
+
+      expect((await llmErrorOf(llm.complete(request()))).code).toBe('ERR_LLM_BAD_RESPONSE');
+    });
+
+    it('the server drops the connection mid-stream: ERR_LLM_CONNECTION with the partial text', async () => {
+      server.script({ type: 'text', text: ANSWER, dropAfterTokens: 2, tokenIntervalMs: 5 });
+
+      const err = await llmErrorOf(llm.complete(request()));
+
+      expect(err.code).toBe('ERR_LLM_CONNECTION');
+      expect(err.retryable).toBe(true);
+      expect(err.partial.text).toBe(fakeTokens(ANSWER).slice(0, 2).join(''));
+    });
+
+    it('nothing listening: ERR_LLM_CONNECTION', async () => {
+      await server.close();
+
+      expect((await llmErrorOf(llm.complete(request()))).code).toBe('ERR_LLM_CONNECTION');
+    });
+
+    it("rethrows the caller's onToken error unchanged and closes the stream", async () => {
+      server.script({ type: 'text', text: ANSWER, tokenIntervalMs: 20 });
+      const boom = new Error('boom');
+
+      await expect(
+        llm.complete(
+          request({
+            onToken: () => {
+              throw boom;
+            },
+          }),
+        ),
+      ).rejects.toBe(boom);
+      expect((await server.settled(0)).clientWentAway).toBe('before-last-token');
+    });
+  });
+});

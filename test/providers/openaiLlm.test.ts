@@ -1,0 +1,305 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createOpenAiLlm } from '../../src/providers/llm/openaiLlm.ts';
+import { LlmError } from '../../src/providers/llm/llmErrors.ts';
+import type { LlmClient, LlmRequest } from '../../src/providers/llm/llmClient.ts';
+import { fakeTokens, startFakeOpenAiServer, type FakeOpenAiServer } from '../fakes/fakeOpenAiServer.ts';
+
+const ANSWER = 'The technician can come on Tuesday morning between nine and eleven.';
+
+let server: FakeOpenAiServer;
+let llm: LlmClient;
+
+beforeEach(async () => {
+  server = await startFakeOpenAiServer();
+  llm = createOpenAiLlm({ apiKey: 'test-key', baseURL: server.baseURL });
+});
+
+afterEach(async () => {
+  await server.close();
+});
+
+function request(overrides: Partial<LlmRequest> = {}): LlmRequest {
+  return {
+    model: 'gpt-4o-mini',
+    system: 'You are a terse receptionist.',
+    messages: [{ role: 'user', content: 'When can someone come?' }],
+    maxOutputTokens: 200,
+    timeoutMs: 5000,
+    ...overrides,
+  };
+}
+
+async function llmErrorOf(promise: Promise<unknown>): Promise<LlmError> {
+  const err = await promise.then(
+    () => {
+      throw new Error('expected the request to fail');
+    },
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(LlmError);
+  return err as LlmError;
+}
+
+async function waitFor(condition: () => boolean): Promise<void> {
+  const deadline = performance.now() + 2000;
+  while (!condition()) {
+    if (performance.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+describe('createOpenAiLlm', () => {
+  it('streams the answer: text, usage from the final chunk, onToken in order, timings', async () => {
+    server.script({ type: 'text', text: ANSWER, firstTokenDelayMs: 60, tokenIntervalMs: 5 });
+    const tokens: string[] = [];
+
+    const result = await llm.complete(request({ onToken: (t) => tokens.push(t) }));
+
+    expect(result.text).toBe(ANSWER);
+    expect(tokens).toEqual(fakeTokens(ANSWER));
+    expect(result.provider).toBe('openai');
+    expect(result.model).toBe('gpt-4o-mini');
+    const sent = await server.settled(0);
+    expect(result.usage).toEqual(sent.usageSent);
+    expect(result.usage?.outputTokens).toBe(tokens.length);
+    expect(result.firstTokenMs).toBeGreaterThanOrEqual(50);
+    expect(result.durationMs).toBeGreaterThan(result.firstTokenMs!);
+    expect(sent.clientWentAway).toBe('no');
+    expect(sent.tokensSent).toBe(tokens.length);
+  });
+
+  it('sends a streaming request with usage, the token cap, system and user messages', async () => {
+    await llm.complete(request({ temperature: 0.2 }));
+
+    const [sent] = server.requests;
+    expect(sent?.path).toBe('/v1/chat/completions');
+    expect(sent?.headers.authorization).toBe('Bearer test-key');
+    expect(sent?.body).toMatchObject({
+      model: 'gpt-4o-mini',
+      stream: true,
+      stream_options: { include_usage: true },
+      max_completion_tokens: 200,
+      temperature: 0.2,
+      messages: [
+        { role: 'system', content: 'You are a terse receptionist.' },
+        { role: 'user', content: 'When can someone come?' },
+      ],
+    });
+    expect(sent?.body).not.toHaveProperty('response_format');
+  });
+
+  it('JSON mode asks for json_object and returns the JSON text', async () => {
+    server.script((req) =>
+      req.body['response_format'] === undefined
+        ? { type: 'text', text: 'not json' }
+        : { type: 'text', text: '{"intent": "book", "confidence": 0.9}' },
+    );
+
+    const result = await llm.complete(request({ json: true, system: 'Classify. Answer in JSON.' }));
+
+    expect(JSON.parse(result.text)).toEqual({ intent: 'book', confidence: 0.9 });
+    expect(server.requests[0]?.body['response_format']).toEqual({ type: 'json_object' });
+    expect(server.requests[0]?.body['messages']).toContainEqual({
+      role: 'system',
+      content: 'Classify. Answer in JSON.',
+    });
+  });
+
+  it('JSON mode mentions JSON when the prompt does not (the API rejects json_object otherwise)', async () => {
+    const result = await llm.complete(request({ json: true, system: 'Classify the caller.' }));
+
+    expect(result.text).toBe('Hello from the fake.');
+    const messages = server.requests[0]?.body['messages'] as { role: string; content: string }[];
+    expect(messages[0]?.content).toMatch(/^Classify the caller\.\n\n.*JSON/);
+  });
+
+  it('reports usage null when the stream has no usage chunk', async () => {
+    server.script({ type: 'text', text: ANSWER, omitUsage: true });
+
+    const result = await llm.complete(request());
+
+    expect(result.text).toBe(ANSWER);
+    expect(result.usage).toBeNull();
+  });
+
+  it('reuses one connection across requests (keep-alive)', async () => {
+    await llm.complete(request());
+    // The SDK stops reading at [DONE]; undici returns the socket to its pool when the body end is
+    // processed, a moment later. Real turns are never back-to-back within one tick.
+    await new Promise((r) => setTimeout(r, 10));
+    await llm.complete(request());
+
+    expect(server.requests).toHaveLength(2);
+    expect(server.requests[1]?.clientPort).toBe(server.requests[0]?.clientPort);
+  });
+
+  describe('abort', () => {
+    it('before the first token: ERR_LLM_ABORTED, and the fake sees the hang-up before any token', async () => {
+      server.script({ type: 'text', text: ANSWER, firstTokenDelayMs: 5000 });
+      const controller = new AbortController();
+
+      const pending = llm.complete(request({ signal: controller.signal }));
+      await waitFor(() => server.requests.length === 1);
+      controller.abort();
+      const err = await llmErrorOf(pending);
+
+      expect(err.code).toBe('ERR_LLM_ABORTED');
+      expect(err.retryable).toBe(false);
+      expect(err.partial).toMatchObject({ text: '', usage: null, firstTokenMs: null });
+      const sent = await server.settled(0);
+      expect(sent.clientWentAway).toBe('before-first-token');
+      expect(sent.tokensSent).toBe(0);
+    });
+
+    it('before the response headers arrive (server hangs)', async () => {
+      server.script({ type: 'hang' });
+      const controller = new AbortController();
+
+      const pending = llm.complete(request({ signal: controller.signal }));
+      await waitFor(() => server.requests.length === 1);
+      controller.abort();
+
+      expect((await llmErrorOf(pending)).code).toBe('ERR_LLM_ABORTED');
+      expect((await server.settled(0)).clientWentAway).toBe('before-first-token');
+    });
+
+    it('with an already-aborted signal: no request is made', async () => {
+      const err = await llmErrorOf(llm.complete(request({ signal: AbortSignal.abort() })));
+
+      expect(err.code).toBe('ERR_LLM_ABORTED');
+      await new Promise((r) => setTimeout(r, 50));
+      expect(server.requests).toHaveLength(0);
+    });
+
+    it('mid-stream: keeps the partial text, and the fake sees the hang-up before the last token', async () => {
+      server.script({ type: 'text', text: ANSWER, tokenIntervalMs: 20 });
+      const controller = new AbortController();
+      const tokens: string[] = [];
+
+      const err = await llmErrorOf(
+        llm.complete(
+          request({
+            signal: controller.signal,
+            onToken: (t) => {
+              tokens.push(t);
+              if (tokens.length === 3) controller.abort();
+            },
+          }),
+        ),
+      );
+
+      expect(err.code).toBe('ERR_LLM_ABORTED');
+      expect(err.partial.text).toBe(fakeTokens(ANSWER).slice(0, 3).join(''));
+      expect(err.partial.firstTokenMs).not.toBeNull();
+      expect(err.partial.usage).toBeNull();
+      const sent = await server.settled(0);
+      expect(sent.clientWentAway).toBe('before-last-token');
+      expect(sent.tokensSent).toBeLessThan(fakeTokens(ANSWER).length);
+    });
+  });
+
+  describe('timeout', () => {
+    it('before the first token: ERR_LLM_TIMEOUT and the connection is closed on the wire', async () => {
+      server.script({ type: 'text', text: ANSWER, firstTokenDelayMs: 5000 });
+
+      const err = await llmErrorOf(llm.complete(request({ timeoutMs: 150 })));
+
+      expect(err.code).toBe('ERR_LLM_TIMEOUT');
+      expect(err.retryable).toBe(true);
+      expect(err.partial.durationMs).toBeGreaterThanOrEqual(140);
+      expect(err.partial.durationMs).toBeLessThan(1000);
+      const sent = await server.settled(0);
+      expect(sent.clientWentAway).toBe('before-first-token');
+      expect(sent.settledAtMs! - sent.receivedAtMs).toBeLessThan(1000);
+    });
+
+    it('while the server sends no headers at all', async () => {
+      server.script({ type: 'hang' });
+
+      const err = await llmErrorOf(llm.complete(request({ timeoutMs: 100 })));
+
+      expect(err.code).toBe('ERR_LLM_TIMEOUT');
+      expect((await server.settled(0)).clientWentAway).toBe('before-first-token');
+    });
+
+    it('mid-stream: keeps the partial text and closes the stream', async () => {
+      server.script({ type: 'text', text: ANSWER, tokenIntervalMs: 60 });
+
+      const err = await llmErrorOf(llm.complete(request({ timeoutMs: 200 })));
+
+      expect(err.code).toBe('ERR_LLM_TIMEOUT');
+      expect(err.partial.text.length).toBeGreaterThan(0);
+      expect(ANSWER.startsWith(err.partial.text)).toBe(true);
+      expect((await server.settled(0)).clientWentAway).toBe('before-last-token');
+    });
+  });
+
+  describe('failures', () => {
+    it.each([
+      [500, true],
+      [429, true],
+      [400, false],
+    ])('HTTP %i: ERR_LLM_HTTP (retryable %s) after exactly one request', async (status, retryable) => {
+      server.script({ type: 'error', status, message: 'Nope.' });
+
+      const err = await llmErrorOf(llm.complete(request()));
+
+      expect(err.code).toBe('ERR_LLM_HTTP');
+      expect(err.status).toBe(status);
+      expect(err.retryable).toBe(retryable);
+      expect(err.message).toContain('Nope.');
+      // The fake asks for a retry after 10 ms; a retrying client would have come back by now.
+      await new Promise((r) => setTimeout(r, 150));
+      expect(server.requests).toHaveLength(1);
+    });
+
+    it('malformed SSE JSON: ERR_LLM_BAD_RESPONSE', async () => {
+      server.script({ type: 'garbage' });
+
+      const err = await llmErrorOf(llm.complete(request()));
+
+      expect(err.code).toBe('ERR_LLM_BAD_RESPONSE');
+      expect(err.retryable).toBe(false);
+    });
+
+    it('a body that is not SSE at all (empty stream): ERR_LLM_BAD_RESPONSE', async () => {
+      server.script({ type: 'garbage', body: '<html><body>502 Bad Gateway</body></html>' });
+
+      expect((await llmErrorOf(llm.complete(request()))).code).toBe('ERR_LLM_BAD_RESPONSE');
+    });
+
+    it('the server drops the connection mid-stream: ERR_LLM_CONNECTION with the partial text', async () => {
+      server.script({ type: 'text', text: ANSWER, dropAfterTokens: 2, tokenIntervalMs: 5 });
+
+      const err = await llmErrorOf(llm.complete(request()));
+
+      expect(err.code).toBe('ERR_LLM_CONNECTION');
+      expect(err.retryable).toBe(true);
+      expect(err.partial.text).toBe(fakeTokens(ANSWER).slice(0, 2).join(''));
+    });
+
+    it('nothing listening: ERR_LLM_CONNECTION', async () => {
+      await server.close();
+
+      const err = await llmErrorOf(llm.complete(request()));
+
+      expect(err.code).toBe('ERR_LLM_CONNECTION');
+    });
+
+    it("rethrows the caller's onToken error unchanged and closes the stream", async () => {
+      server.script({ type: 'text', text: ANSWER, tokenIntervalMs: 20 });
+      const boom = new Error('boom');
+
+      await expect(
+        llm.complete(
+          request({
+            onToken: () => {
+              throw boom;
+            },
+          }),
+        ),
+      ).rejects.toBe(boom);
+      expect((await server.settled(0)).clientWentAway).toBe('before-last-token');
+    });
+  });
+});
