@@ -28,6 +28,9 @@ export class ConfigError extends AppError {
 export function isAbortError(err: unknown): boolean {
   return (
     err instanceof Error &&
-    (err.name === 'AbortError' || err.name === 'APIUserAbortError' || (err as AppError).code === 'ERR_ABORTED')
+    (err.name === 'AbortError' ||
+      err.name === 'APIUserAbortError' ||
+      (err as AppError).code === 'ERR_ABORTED' ||
+      (err as AppError).code === 'ERR_LLM_ABORTED')
   );
 }

@@ -61,7 +61,9 @@ export function costUsd(
 ): number | null {
   const price = priceOf(provider, model);
   if (price === null) return null;
-  return (usage.inputTokens * price.inputUsdPerMillion + usage.outputTokens * price.outputUsdPerMillion) / 1e6;
+  return (
+    (usage.inputTokens * price.inputUsdPerMillion + usage.outputTokens * price.outputUsdPerMillion) / 1e6
+  );
 }
 
 /**

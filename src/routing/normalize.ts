@@ -173,35 +173,53 @@ function expandContraction(word: string): string[] {
   }
 }
 
-/** A phrase table keyed by the plural-folded first word; longest phrases first. */
-type PhraseTable = Map<string, Array<{ stems: readonly string[]; output: readonly string[] }>>;
-
-function addPhrase(table: PhraseTable, stems: readonly string[], output: readonly string[]): void {
-  const first = stems[0];
-  if (first === undefined) return;
-  const list = table.get(first) ?? [];
-  if (list.some((p) => p.stems.join(' ') === stems.join(' '))) return; // first definition wins
-  list.push({ stems, output });
-  list.sort((a, b) => b.stems.length - a.stems.length);
-  table.set(first, list);
+/**
+ * Phrases to replace. A one-word phrase is compared after plural folding only, so the noun
+ * "booking" never swallows the verb "book"; a longer phrase is specific enough to compare by stem,
+ * so "backed up" also finds "backing up". Multi-word phrases are keyed by their first stem and
+ * kept longest first.
+ */
+interface PhraseTable {
+  readonly single: Map<string, readonly string[]>;
+  readonly multi: Map<string, Array<{ stems: readonly string[]; output: readonly string[] }>>;
 }
 
-/** Replaces every phrase of `table` found in `words` (plural-folded), longest match first. */
+function emptyTable(): PhraseTable {
+  return { single: new Map(), multi: new Map() };
+}
+
+function addPhrase(table: PhraseTable, words: readonly string[], output: readonly string[]): void {
+  const [first, ...rest] = words;
+  if (first === undefined) return;
+  // The first definition of a phrase wins.
+  if (rest.length === 0) {
+    if (!table.single.has(foldPlural(first))) table.single.set(foldPlural(first), output);
+    return;
+  }
+  const stems = words.map(stem);
+  const list = table.multi.get(stem(first)) ?? [];
+  if (list.some((p) => p.stems.join(' ') === stems.join(' '))) return;
+  list.push({ stems, output });
+  list.sort((a, b) => b.stems.length - a.stems.length);
+  table.multi.set(stem(first), list);
+}
+
+/** Replaces every phrase of `table` found in `words`, longest match first, left to right. */
 function replacePhrases(words: readonly string[], table: PhraseTable): string[] {
-  if (table.size === 0) return [...words];
-  const stems = words.map(foldPlural);
+  if (table.single.size === 0 && table.multi.size === 0) return [...words];
+  const stems = words.map(stem);
   const out: string[] = [];
   let i = 0;
   while (i < words.length) {
-    const candidates = table.get(stems[i] ?? '');
-    const hit = candidates?.find((p) => p.stems.every((s, k) => stems[i + k] === s));
-    if (hit === undefined) {
-      out.push(words[i] ?? '');
-      i += 1;
-    } else {
+    const word = words[i] ?? '';
+    const hit = table.multi.get(stems[i] ?? '')?.find((p) => p.stems.every((s, k) => stems[i + k] === s));
+    if (hit !== undefined) {
       out.push(...hit.output);
       i += hit.stems.length;
+      continue;
     }
+    out.push(...(table.single.get(foldPlural(word)) ?? [word]));
+    i += 1;
   }
   return out;
 }
@@ -220,15 +238,13 @@ function hasContent(words: readonly string[]): boolean {
  * words still match.
  */
 export function createNormalizer(templates: readonly TemplateConfig[]): Normalizer {
-  const fillers: PhraseTable = new Map();
-  for (const t of templates) {
-    for (const filler of t.fillerWords) addPhrase(fillers, tokenize(filler).map(foldPlural), []);
-  }
+  const fillers = emptyTable();
+  for (const t of templates) for (const filler of t.fillerWords) addPhrase(fillers, tokenize(filler), []);
   const stripFillers = (words: readonly string[]): string[] => {
     const stripped = replacePhrases(words, fillers);
     return hasContent(stripped) ? stripped : [...words];
   };
-  const synonyms: PhraseTable = new Map();
+  const synonyms = emptyTable();
   for (const t of templates) {
     for (const [key, variants] of Object.entries(t.synonymMap)) {
       const canonical = tokenize(key);
@@ -236,7 +252,7 @@ export function createNormalizer(templates: readonly TemplateConfig[]): Normaliz
       for (const variant of [key, ...variants]) {
         // Variants go through the same steps as the text they will be looked for in.
         const words = stripFillers(tokenize(variant));
-        if (words.length > 0) addPhrase(synonyms, words.map(foldPlural), canonical);
+        addPhrase(synonyms, words, canonical);
       }
     }
   }

@@ -125,16 +125,24 @@ function matchTrigger(tokens: readonly string[], trigger: CompiledTrigger): Trig
   return { strength, positions: loose };
 }
 
-/** Confidence of one scenario for a tokenised utterance, 0 when no trigger matched or a negative did. */
-function scoreScenario(tokens: readonly string[], compiled: CompiledScenario, index: TemplateIndex): number {
-  if (compiled.negatives.some((n) => phraseMatch(tokens, n) !== null || allWordsMatch(tokens, n) !== null)) return 0;
+function isVetoed(tokens: readonly string[], compiled: CompiledScenario): boolean {
+  return compiled.negatives.some((n) => phraseMatch(tokens, n) !== null || allWordsMatch(tokens, n) !== null);
+}
+
+function triggerHits(tokens: readonly string[], compiled: CompiledScenario): TriggerHit[] {
   const hits: TriggerHit[] = [];
   for (const trigger of compiled.triggers) {
     const hit = matchTrigger(tokens, trigger);
     if (hit !== null) hits.push(hit);
   }
+  return hits.sort((a, b) => b.strength - a.strength);
+}
+
+/** Confidence of one scenario for a tokenised utterance, 0 when no trigger matched or a negative did. */
+function scoreScenario(tokens: readonly string[], compiled: CompiledScenario, index: TemplateIndex): number {
+  if (isVetoed(tokens, compiled)) return 0;
+  const hits = triggerHits(tokens, compiled);
   if (hits.length === 0) return 0;
-  hits.sort((a, b) => b.strength - a.strength);
   const covered = new Set<number>();
   for (const hit of hits) for (const p of hit.positions) covered.add(p);
   const best = hits[0]?.strength ?? 0;
@@ -154,6 +162,48 @@ function scoreScenario(tokens: readonly string[], compiled: CompiledScenario, in
     else unexplained += COST_OTHER_SCENARIO_WORD;
   });
   return strength * Math.sqrt(explained / (explained + unexplained));
+}
+
+const compiledByIndex = new WeakMap<TemplateIndex, readonly CompiledScenario[]>();
+
+/** Compiles every scenario's triggers once per index (Tier 1 and Tier 2 share the result). */
+function compileScenarios(index: TemplateIndex): readonly CompiledScenario[] {
+  const cached = compiledByIndex.get(index);
+  if (cached !== undefined) return cached;
+  const compiled = index.scenarios.map((entry) => ({
+    entry,
+    triggers: entry.scenario.triggers.flatMap((t) => compileTrigger(t, index, entry.index) ?? []),
+    negatives: entry.scenario.negativeTriggers.flatMap((t) => compileTrigger(t, index, entry.index) ?? []),
+  }));
+  compiledByIndex.set(index, compiled);
+  return compiled;
+}
+
+/** Trigger evidence per scenario, without Tier 1's judgement of the rest of the utterance. */
+export interface TriggerEvidence {
+  /** True when one of the scenario's negative triggers is in the utterance. */
+  vetoed(tokens: readonly string[], scenario: number): boolean;
+  /** The strength of the scenario's best trigger found in the tokens (0 when none or vetoed). */
+  strength(tokens: readonly string[], scenario: number): number;
+}
+
+/**
+ * Trigger evidence for the scenarios of `index` (by {@link ScenarioEntry.index}). Tier 2 uses it:
+ * whether a trigger backs its semantic winner is one of the things it calibrates on.
+ */
+export function createTriggerEvidence(index: TemplateIndex): TriggerEvidence {
+  const compiled = compileScenarios(index);
+  return {
+    vetoed: (tokens, scenario) => {
+      const c = compiled[scenario];
+      return c !== undefined && isVetoed(tokens, c);
+    },
+    strength: (tokens, scenario) => {
+      const c = compiled[scenario];
+      if (c === undefined || isVetoed(tokens, c)) return 0;
+      return triggerHits(tokens, c)[0]?.strength ?? 0;
+    },
+  };
 }
 
 function emptyVerdict(candidates: readonly ScenarioCandidate[], durationMs: number): Tier1Verdict {
@@ -177,11 +227,7 @@ function emptyVerdict(candidates: readonly ScenarioCandidate[], durationMs: numb
  */
 export function createTier1Matcher(templates: readonly TemplateConfig[], options: Tier1Options = {}): Tier1Matcher {
   const index = options.index ?? indexTemplates(templates);
-  const compiled: CompiledScenario[] = index.scenarios.map((entry) => ({
-    entry,
-    triggers: entry.scenario.triggers.flatMap((t) => compileTrigger(t, index, entry.index) ?? []),
-    negatives: entry.scenario.negativeTriggers.flatMap((t) => compileTrigger(t, index, entry.index) ?? []),
-  }));
+  const compiled = compileScenarios(index);
   // Only scenarios sharing a topic word with the utterance can match; this index skips the rest.
   const byWord = new Map<string, CompiledScenario[]>();
   for (const c of compiled) {

@@ -22,6 +22,7 @@ import type { Embedder } from '../providers/embeddings/embedder.ts';
 import { dot, isFittableEmbedder } from './localEmbedder.ts';
 import type { TemplateIndex } from './normalize.ts';
 import { indexTemplates, isContent } from './normalize.ts';
+import { createTriggerEvidence } from './tier1Rules.ts';
 
 /** A Tier 2 verdict; `providerMs` is the time spent in the embedder for the utterance. */
 export type Tier2Verdict = TierResult;
@@ -115,7 +116,8 @@ interface Item {
   readonly scenario: number;
   readonly text: string;
   readonly isExample: boolean;
-  readonly tokens: ReadonlySet<string>;
+  readonly tokens: readonly string[];
+  readonly tokenSet: ReadonlySet<string>;
 }
 
 interface Ranked {
@@ -143,7 +145,9 @@ function rank(sims: ArrayLike<number>, items: readonly Item[], scenarios: number
   return { scores, best, second };
 }
 
-function features(r: Ranked, known: number): [number, number, number] {
+type Features = [score: number, margin: number, known: number];
+
+function features(r: Ranked, known: number): Features {
   const s1 = r.scores[r.best] ?? 0;
   const s2 = r.second >= 0 ? Math.max(0, r.scores[r.second] ?? 0) : 0;
   return [s1, s1 - s2, known];
@@ -203,8 +207,8 @@ function fitLogistic(xs: ReadonlyArray<readonly number[]>, ys: readonly number[]
   return { bias, wScore: raw[0] ?? 0, wMargin: raw[1] ?? 0, wKnown: raw[2] ?? 0 };
 }
 
-function predict(c: Tier2Calibration, x: readonly number[]): number {
-  return sigmoid(c.bias + c.wScore * (x[0] ?? 0) + c.wMargin * (x[1] ?? 0) + c.wKnown * (x[2] ?? 0));
+function predict(c: Tier2Calibration, x: Features): number {
+  return sigmoid(c.bias + c.wScore * x[0] + c.wMargin * x[1] + c.wKnown * x[2]);
 }
 
 /** How a detected situation moves Tier 2's confidence (a prior, never a reason to answer). */
@@ -225,34 +229,34 @@ export async function createTier2Matcher(
   options: Tier2Options = {},
 ): Promise<Tier2Matcher> {
   const index = options.index ?? indexTemplates(templates);
+  const triggers = createTriggerEvidence(index);
+  const scenarioCount = index.scenarios.length;
   const items: Item[] = [];
   for (const entry of index.scenarios) {
     const add = (raw: string, isExample: boolean): void => {
       const n = index.normalize(raw);
       if (n.text.length === 0 || items.some((it) => it.scenario === entry.index && it.text === n.text)) return;
-      items.push({ scenario: entry.index, text: n.text, isExample, tokens: new Set(n.tokens) });
+      items.push({ scenario: entry.index, text: n.text, isExample, tokens: n.tokens, tokenSet: new Set(n.tokens) });
     };
     entry.scenario.examples.forEach((e) => add(e, true));
     entry.scenario.triggers.forEach((t) => add(t, false));
   }
   const used = isFittableEmbedder(embedder) ? embedder.fit(items.map((it) => it.text)) : embedder;
 
-  // Which texts of which scenario know each token, so held-out samples can forget their own words.
+  // Which scenarios' texts use each token (-1: only replies or synonyms), so that a held-out
+  // sample can forget the words only it, or only its removed scenario, brought.
   const tokenUsers = new Map<string, Map<number, number>>();
   const noteToken = (token: string, scenario: number): void => {
     const users = tokenUsers.get(token) ?? new Map<number, number>();
     users.set(scenario, (users.get(scenario) ?? 0) + 1);
     tokenUsers.set(token, users);
   };
-  for (const it of items) for (const t of it.tokens) noteToken(t, it.scenario);
+  for (const it of items) for (const t of it.tokenSet) noteToken(t, it.scenario);
   for (const t of index.knownTokens) if (!tokenUsers.has(t)) noteToken(t, -1);
-  const isKnownExcept = (token: string, scenario: number, own: Item | null): boolean => {
-    const users = tokenUsers.get(token);
-    if (users === undefined) return false;
-    for (const [s, count] of users) {
-      if (s === scenario && own === null) continue;
-      const left = s === scenario && own !== null && own.tokens.has(token) ? count - 1 : count;
-      if (left > 0) return true;
+  const knownWithout = (token: string, scenario: number, own: Item | null): boolean => {
+    for (const [s, count] of tokenUsers.get(token) ?? []) {
+      if (s !== scenario) return true;
+      if (own !== null && count - (own.tokenSet.has(token) ? 1 : 0) > 0) return true;
     }
     return false;
   };
@@ -264,28 +268,32 @@ export async function createTier2Matcher(
   const vectors = await used.embed([...items.map((it) => it.text), ...background.map((b) => b.text)]);
   const itemVectors = vectors.slice(0, items.length);
   const backgroundVectors = vectors.slice(items.length);
-  const scenarioCount = index.scenarios.length;
 
-  const xs: Array<[number, number, number]> = [];
+  /** Ranks scenarios for a query, leaving out items `skip` rejects and scenarios a negative trigger vetoes. */
+  const rankQuery = (q: Float32Array, tokens: readonly string[], skip?: (i: number) => boolean): Ranked => {
+    const vetoed = index.scenarios.map((e) => triggers.vetoed(tokens, e.index));
+    const sims = itemVectors.map((u) => dot(q, u));
+    return rank(sims, items, scenarioCount, (i) => vetoed[items[i]?.scenario ?? 0] === true || skip?.(i) === true);
+  };
+
+  const xs: Features[] = [];
   const ys: number[] = [];
   items.forEach((it, i) => {
-    if (!it.isExample) return;
     const v = itemVectors[i];
-    if (v === undefined) return;
-    const sims = itemVectors.map((u) => dot(v, u));
-    const held = rank(sims, items, scenarioCount, (j) => j === i);
-    xs.push(features(held, knownShare(it.tokens, (t) => isKnownExcept(t, it.scenario, it))));
+    if (!it.isExample || v === undefined) return;
+    const held = rankQuery(v, it.tokens, (j) => j === i);
+    xs.push(features(held, knownShare(it.tokens, (t) => knownWithout(t, it.scenario, it))));
     ys.push(held.best === it.scenario ? 1 : 0);
     if (scenarioCount > 1) {
-      const removed = rank(sims, items, scenarioCount, (j) => items[j]?.scenario === it.scenario);
-      xs.push(features(removed, knownShare(it.tokens, (t) => isKnownExcept(t, it.scenario, null))));
+      const removed = rankQuery(v, it.tokens, (j) => items[j]?.scenario === it.scenario);
+      xs.push(features(removed, knownShare(it.tokens, (t) => knownWithout(t, it.scenario, null))));
       ys.push(0);
     }
   });
   background.forEach((b, i) => {
     const v = backgroundVectors[i];
     if (v === undefined) return;
-    xs.push(features(rank(itemVectors.map((u) => dot(v, u)), items, scenarioCount), knownShare(b.tokens, (t) => tokenUsers.has(t))));
+    xs.push(features(rankQuery(v, b.tokens), knownShare(b.tokens, (t) => tokenUsers.has(t))));
     ys.push(0);
   });
   const positives = ys.filter((y) => y === 1).length;
@@ -296,34 +304,35 @@ export async function createTier2Matcher(
     calibration,
     async match(utterance, situation, signal) {
       const started = performance.now();
+      signal?.throwIfAborted();
       const normalized = index.normalize(utterance);
       const embedStarted = performance.now();
       const [q] = await used.embed([normalized.text], signal);
       const providerMs = performance.now() - embedStarted;
       signal?.throwIfAborted();
-      const sims = q === undefined ? [] : itemVectors.map((u) => dot(q, u));
-      const ranked = rank(sims, items, scenarioCount);
+      if (q === undefined) return { ...noMatch, candidates: [], providerMs, durationMs: performance.now() - started };
+      const ranked = rankQuery(q, normalized.tokens);
       const known = knownShare(normalized.tokens, (t) => tokenUsers.has(t));
       const order = ranked.scores
         .map((score, i) => ({ i, score }))
         .filter((x) => x.score > 0)
         .sort((a, b) => b.score - a.score)
         .slice(0, MAX_CANDIDATES);
+      // Each candidate is scored as if it had won: its own margin over the best other scenario.
       const candidates: ScenarioCandidate[] = order.map(({ i, score }) => {
-        const bestOther = i === ranked.best ? Math.max(0, ranked.scores[ranked.second] ?? 0) : (ranked.scores[ranked.best] ?? 0);
+        const other = i === ranked.best ? ranked.second : ranked.best;
+        const margin = score - Math.max(0, ranked.scores[other] ?? 0);
         const entry = index.scenarios[i];
         return {
           scenarioId: entry?.scenario.id ?? '',
           category: entry?.category ?? '',
-          score: round(predict(calibration, [score, score - bestOther, known])),
+          score: round(predict(calibration, [score, margin, known])),
         };
       });
       const top = order[0] === undefined ? undefined : index.scenarios[order[0].i];
-      const durationMs = performance.now() - started;
-      if (top === undefined) {
-        return { ...noMatch, candidates, providerMs, durationMs };
-      }
-      const confidence = predict(calibration, features(ranked, known)) * situationFactor(situation, top.category);
+      if (top === undefined) return { ...noMatch, candidates, providerMs, durationMs: performance.now() - started };
+      const confidence =
+        predict(calibration, features(ranked, known)) * situationFactor(situation, top.category);
       return {
         confidence: round(confidence),
         scenarioId: top.scenario.id,
@@ -333,7 +342,7 @@ export async function createTier2Matcher(
         action: top.scenario.action ?? null,
         candidates,
         providerMs,
-        durationMs,
+        durationMs: performance.now() - started,
       };
     },
   };

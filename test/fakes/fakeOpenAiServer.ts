@@ -373,7 +373,9 @@ function messageText(content: unknown): string {
 
 function promptTexts(body: Readonly<Record<string, unknown>>): string[] {
   const messages = Array.isArray(body['messages']) ? (body['messages'] as unknown[]) : [];
-  return messages.map((m) => (typeof m === 'object' && m !== null && 'content' in m ? messageText(m.content) : ''));
+  return messages.map((m) =>
+    typeof m === 'object' && m !== null && 'content' in m ? messageText(m.content) : '',
+  );
 }
 
 function maxTokensOf(body: Readonly<Record<string, unknown>>, ...keys: string[]): number {
@@ -518,7 +520,11 @@ export function startFakeOpenAiServer(options: FakeOpenAiOptions = {}): Promise<
       object: 'list',
       data: texts.map((text, index) => {
         const vector = fakeEmbeddingOf(text, dimensions);
-        return { object: 'embedding', index, embedding: base64 ? toBase64Float32(vector) : Array.from(vector) };
+        return {
+          object: 'embedding',
+          index,
+          embedding: base64 ? toBase64Float32(vector) : Array.from(vector),
+        };
       }),
       model,
       usage: { prompt_tokens: promptTokens, total_tokens: promptTokens },

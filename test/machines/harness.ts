@@ -127,7 +127,11 @@ export function answer(text: string, durationMs = 400): LlmAnswer {
   return { text, provider: 'fake', model: 'fake', firstTokenMs: 100, durationMs, costUsd: 0.0001 };
 }
 
-export function startCall(script: Script = {}, overrides: Partial<CallPolicy> = {}, options: CallOptions = {}) {
+export function startCall(
+  script: Script = {},
+  overrides: Partial<CallPolicy> = {},
+  options: CallOptions = {},
+) {
   const spoken: SpeakerInput[] = [];
   const stopped: SpeakerInput[] = [];
   /** Every speaker whose cleanup ran, whether its playback finished or not. */
@@ -144,17 +148,26 @@ export function startCall(script: Script = {}, overrides: Partial<CallPolicy> = 
     (signals[name] ??= []).push(signal);
   };
   const autoDone = script.autoPlaybackDone ?? true;
+  /** Finishers of the speakers currently playing (at most one). */
+  const playing: (() => void)[] = [];
+  /** With autoPlaybackDone false: the current speaker finishes its line (sends playback.done). */
+  const finishPlayback = () => {
+    const finish = playing.at(-1);
+    if (!finish) throw new Error('nothing is playing');
+    finish();
+  };
   const speaker = fromCallback<{ type: 'noop' }, SpeakerInput>(({ input, sendBack }) => {
     spoken.push(input);
     script.speak?.(input);
     let done = false;
-    if (autoDone) {
-      queueMicrotask(() => {
-        done = true;
-        sendBack({ type: 'playback.done' });
-      });
-    }
+    const finish = () => {
+      done = true;
+      sendBack({ type: 'playback.done' });
+    };
+    playing.push(finish);
+    if (autoDone) queueMicrotask(finish);
     return () => {
+      playing.splice(playing.indexOf(finish), 1);
       disposed.push(input);
       if (!done) stopped.push(input);
     };
@@ -222,7 +235,20 @@ export function startCall(script: Script = {}, overrides: Partial<CallPolicy> = 
   actor.on('*', (e) => emitted.push(e));
   actor.start();
   for (const node of actor.getSnapshot()._nodes) visited.add(node.id);
-  return { actor, clock, spoken, stopped, disposed, emitted, calls, signals, errors, visited, taken };
+  return {
+    actor,
+    clock,
+    spoken,
+    stopped,
+    disposed,
+    emitted,
+    calls,
+    signals,
+    errors,
+    visited,
+    taken,
+    finishPlayback,
+  };
 }
 
 export type CallHarness = ReturnType<typeof startCall>;

@@ -1,6 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { AppError } from '../../src/errors.ts';
-import { createOpenAiEmbedder, type OpenAiEmbedderOptions } from '../../src/providers/embeddings/openaiEmbedder.ts';
+import {
+  createOpenAiEmbedder,
+  type OpenAiEmbedderOptions,
+} from '../../src/providers/embeddings/openaiEmbedder.ts';
 import {
   fakeEmbeddingOf,
   startFakeOpenAiServer,
@@ -190,20 +193,23 @@ describe('createOpenAiEmbedder', () => {
       [500, true],
       [429, true],
       [400, false],
-    ])('HTTP %i: ERR_EMBEDDINGS_FAILED (retryable %s), one request, nothing cached', async (status, retryable) => {
-      const { server, embedder } = await setUp();
-      server.script({ type: 'error', status });
+    ])(
+      'HTTP %i: ERR_EMBEDDINGS_FAILED (retryable %s), one request, nothing cached',
+      async (status, retryable) => {
+        const { server, embedder } = await setUp();
+        server.script({ type: 'error', status });
 
-      const err = await errorOf(embedder.embed(['hello']));
+        const err = await errorOf(embedder.embed(['hello']));
 
-      expect(err.code).toBe('ERR_EMBEDDINGS_FAILED');
-      expect(err.retryable).toBe(retryable);
-      await new Promise((r) => setTimeout(r, 150));
-      expect(server.requests).toHaveLength(1);
-      // Not cached: the next call asks again and succeeds.
-      expectClose((await embedder.embed(['hello']))[0], expectedVector('hello'));
-      expect(server.requests).toHaveLength(2);
-    });
+        expect(err.code).toBe('ERR_EMBEDDINGS_FAILED');
+        expect(err.retryable).toBe(retryable);
+        await new Promise((r) => setTimeout(r, 150));
+        expect(server.requests).toHaveLength(1);
+        // Not cached: the next call asks again and succeeds.
+        expectClose((await embedder.embed(['hello']))[0], expectedVector('hello'));
+        expect(server.requests).toHaveLength(2);
+      },
+    );
 
     it('rejects every caller sharing a failed batch', async () => {
       const { server, embedder } = await setUp();
@@ -240,7 +246,15 @@ describe('createOpenAiEmbedder', () => {
       expect(server.requests).toHaveLength(0);
     });
 
-    it("abort rejects the caller with ERR_ABORTED; the shared request still fills the cache", async () => {
+    it('an already-aborted signal: ERR_ABORTED without a request', async () => {
+      const { server, embedder } = await setUp();
+
+      expect((await errorOf(embedder.embed(['hello'], AbortSignal.abort()))).code).toBe('ERR_ABORTED');
+      await new Promise((r) => setTimeout(r, 20));
+      expect(server.requests).toHaveLength(0);
+    });
+
+    it('abort rejects the caller with ERR_ABORTED; the shared request still fills the cache', async () => {
       const { server, embedder } = await setUp({ embeddingDelayMs: 100 });
       const controller = new AbortController();
 

@@ -137,7 +137,7 @@ export function createOpenAiEmbedder(options: OpenAiEmbedderOptions): Embedder {
       if (texts.some((t) => t === '')) {
         throw new AppError('ERR_EMBEDDINGS_FAILED', 'Cannot embed an empty string');
       }
-      signal?.throwIfAborted();
+      if (signal?.aborted === true) throw abortedError();
       const all = Promise.all(texts.map(vectorFor));
       // The shared request keeps going when one caller gives up: others may be waiting on it, and
       // its vectors still fill the cache.
@@ -157,12 +157,15 @@ function normalise(vector: Float32Array): Float32Array {
   return vector;
 }
 
+function abortedError(): AppError {
+  return new AppError('ERR_ABORTED', 'Embedding aborted by the caller');
+}
+
 function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(new AppError('ERR_ABORTED', 'Embedding aborted by the caller'));
-    if (signal.aborted) return onAbort();
+    const onAbort = () => reject(abortedError());
     signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+    void promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
   });
 }
 
@@ -177,7 +180,10 @@ function toAppError(err: unknown): AppError {
   }
   const retryable = err instanceof APIConnectionError;
   const message = err instanceof Error ? err.message : String(err);
-  return new AppError('ERR_EMBEDDINGS_FAILED', `OpenAI embeddings failed: ${message}`, { retryable, cause: err });
+  return new AppError('ERR_EMBEDDINGS_FAILED', `OpenAI embeddings failed: ${message}`, {
+    retryable,
+    cause: err,
+  });
 }
 
 /** A Map kept in recency order: the first key is the least recently used. */

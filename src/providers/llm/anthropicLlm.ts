@@ -26,7 +26,12 @@ const JSON_INSTRUCTION =
   'Respond with a single JSON object and nothing else: no prose before or after it, no Markdown code fences.';
 
 // Mid-stream error events of these types are the provider's trouble and may pass on a retry.
-const RETRYABLE_STREAM_ERRORS = new Set(['overloaded_error', 'api_error', 'rate_limit_error', 'timeout_error']);
+const RETRYABLE_STREAM_ERRORS = new Set([
+  'overloaded_error',
+  'api_error',
+  'rate_limit_error',
+  'timeout_error',
+]);
 
 /** Creates an Anthropic client. One SDK instance serves every request, so connections are reused. */
 export function createAnthropicLlm(options: AnthropicLlmOptions): LlmClient {
@@ -43,12 +48,14 @@ export function createAnthropicLlm(options: AnthropicLlmOptions): LlmClient {
       const startedAt = performance.now();
       const deadline = startDeadline(request.signal, request.timeoutMs);
       let text = '';
-      let inputTokens: number | null = null;
-      let outputTokens = 0;
+      let inputTokens = 0;
+      // Output counts are only final once message_delta arrives; until then usage is unknown, so a
+      // cut-short request reports null and cost is estimated (rather than trusting a lower bound).
+      let outputTokens: number | null = null;
       let firstTokenMs: number | null = null;
       let finished = false;
       let callbackFailure: { readonly error: unknown } | null = null;
-      const usage = (): LlmUsage | null => (inputTokens === null ? null : { inputTokens, outputTokens });
+      const usage = (): LlmUsage | null => (outputTokens === null ? null : { inputTokens, outputTokens });
       const partial = (): LlmPartial => ({
         text,
         usage: usage(),
@@ -76,7 +83,6 @@ export function createAnthropicLlm(options: AnthropicLlmOptions): LlmClient {
         for await (const event of stream) {
           if (event.type === 'message_start') {
             inputTokens = event.message.usage.input_tokens;
-            outputTokens = event.message.usage.output_tokens;
           } else if (event.type === 'message_delta') {
             // Cumulative, so the last one is the total.
             outputTokens = event.usage.output_tokens;
@@ -133,7 +139,8 @@ function translateError(
 ): LlmError {
   const provider = 'anthropic';
   if (deadline.endedBy !== null) return endedEarlyError(deadline.endedBy, provider, partial, timeoutMs);
-  if (err instanceof APIConnectionTimeoutError) return endedEarlyError('timeout', provider, partial, timeoutMs);
+  if (err instanceof APIConnectionTimeoutError)
+    return endedEarlyError('timeout', provider, partial, timeoutMs);
   if (err instanceof APIUserAbortError) return endedEarlyError('aborted', provider, partial, timeoutMs);
   if (err instanceof APIConnectionError) {
     return new LlmError('ERR_LLM_CONNECTION', `anthropic connection failed: ${err.message}`, {

@@ -24,8 +24,8 @@ export class LlmError extends AppError {
   declare readonly code: LlmErrorCode;
   readonly provider: LlmProvider;
   /**
-   * What had arrived before the end: text so far, timings, and the usage the provider had reported
-   * (null if none; for Anthropic after an early end, output tokens are a lower bound).
+   * What had arrived before the end: text so far and timings. `usage` is the provider's final usage
+   * or null (the usual case when cut short): callers then estimate from the prompt and `text`.
    */
   readonly partial: LlmPartial;
   /** The HTTP status for ERR_LLM_HTTP when there was one; otherwise null. */

@@ -129,7 +129,8 @@ function translateError(
 ): LlmError {
   const provider = 'openai';
   if (deadline.endedBy !== null) return endedEarlyError(deadline.endedBy, provider, partial, timeoutMs);
-  if (err instanceof APIConnectionTimeoutError) return endedEarlyError('timeout', provider, partial, timeoutMs);
+  if (err instanceof APIConnectionTimeoutError)
+    return endedEarlyError('timeout', provider, partial, timeoutMs);
   if (err instanceof APIUserAbortError) return endedEarlyError('aborted', provider, partial, timeoutMs);
   if (err instanceof APIConnectionError) {
     return new LlmError('ERR_LLM_CONNECTION', `openai connection failed: ${err.message}`, {
