@@ -381,6 +381,7 @@ export const callMachine = setup({
       on: {
         'playback.done': 'conversation',
         'caller.speechStarted': 'conversation',
+        'caller.dtmf': { guard: 'asksForPerson', target: 'conversation.speaking', actions: 'prepareTransfer' },
         'caller.transcriptFinal': { target: 'conversation.thinking', actions: 'beginTurn' },
       },
     },
@@ -564,6 +565,7 @@ export const callMachine = setup({
                           reason: context.policy.llmEnabled ? 'warmup-disabled' : 'llm-disabled',
                           durationMs: 0,
                         },
+                        warmupOutcome: 'skipped',
                       },
                     })),
                   },

@@ -213,11 +213,9 @@ export class Engine {
         detect: fromPromise<Situation, DetectInput>(({ input, signal }) =>
           this.#runtime(input.companyId).understanding.detect(input, signal),
         ),
-        tier1: fromPromise<TierResult, TurnInput>(async ({ input }) => {
-          const started = performance.now();
-          const verdict = this.#runtime(input.companyId).router.tier1(input.utterance);
-          return { ...verdict, providerMs: 0, durationMs: performance.now() - started };
-        }),
+        tier1: fromPromise<TierResult, TurnInput>(async ({ input }) =>
+          this.#runtime(input.companyId).router.tier1(input.utterance),
+        ),
         tier2: fromPromise<TierResult, Tier2Input>(({ input, signal }) =>
           this.#runtime(input.companyId).router.tier2(input.utterance, input.situation, signal),
         ),

@@ -92,7 +92,7 @@ export async function createCompanyRouter(options: CompanyRouterOptions): Promis
   const index = indexTemplates(templates);
   const tier1 = createTier1Matcher(templates, { index });
   const detector = createRuleDetector(templates, { index, tier1 });
-  const tier2 = await createTier2Matcher(templates, embedder, { index });
+  const tier2 = await createTier2Matcher(templates, embedder, { index, tier1 });
   // A company that lists no slots still gets the standard ones captured.
   const slots = company.slots.length > 0 ? company.slots.map((s) => s.name) : [...allSlotNames];
 

@@ -55,27 +55,67 @@ const IS_CONTRACTIONS = new Set(
 );
 
 /**
- * A light stemmer: folds plurals and -ing/-ed endings so "pipes", "leaking" and "stopped" meet
- * "pipe", "leak" and "stop". It over-stems a few words ("news" → "new"); that is harmless because
- * every text goes through it, and far cheaper than a full Porter stemmer on the hot path.
+ * A light stemmer after Porter's steps 1 and 5: folds plurals and -ing/-ed endings so "pipes",
+ * "leaking", "stopped" and "charged" meet "pipe", "leak", "stop" and "charge", while short words
+ * keep their final "e" so "care" never meets "car" nor "note" meets "not". It over-stems a few
+ * words ("news" → "new"); that is harmless because every text goes through it.
  */
 export function stem(word: string): string {
   if (word.length <= 3 || !/^[a-z]+$/.test(word)) return word;
   let w = foldPlural(word);
   if (w === word) w = stripVerbSuffix(w);
-  // A final silent "e" goes so that "charge" meets "charged" and "freeze" meets "freezing".
-  return w.length > 3 && w.endsWith('e') && !w.endsWith('ee') ? w.slice(0, -1) : w;
+  // Porter step 5: a final "e" goes unless the word is short and would become a c-v-c stem.
+  if (w.endsWith('e') && !w.endsWith('ee')) {
+    const base = w.slice(0, -1);
+    const m = measure(base);
+    if (m > 1 || (m === 1 && !endsCvc(base))) return base;
+  }
+  return w;
 }
 
 function stripVerbSuffix(w: string): string {
   if (w.endsWith('ied')) return w.length <= 4 ? `${w.slice(0, -3)}ie` : `${w.slice(0, -3)}y`;
-  if (w.endsWith('ing') && !KEEP_ING.test(w) && w.length >= 6 && hasVowel(w.slice(0, -3))) {
-    return undouble(w.slice(0, -3));
+  let base: string;
+  if (w.endsWith('ing') && !KEEP_ING.test(w) && w.length >= 6 && hasVowel(w.slice(0, -3))) base = w.slice(0, -3);
+  else if (w.endsWith('ed') && !w.endsWith('eed') && w.length >= 5 && hasVowel(w.slice(0, -2))) base = w.slice(0, -2);
+  else return w;
+  // Porter step 1b: "stopp" → "stop", "rat" → "rate", "troubl" → "trouble".
+  const last = base.at(-1) ?? '';
+  if (base.length > 2 && last === base.at(-2) && !'lsz'.includes(last) && isConsonant(base, base.length - 1)) {
+    return base.slice(0, -1);
   }
-  if (w.endsWith('ed') && !w.endsWith('eed') && w.length >= 5 && hasVowel(w.slice(0, -2))) {
-    return undouble(w.slice(0, -2));
+  if (/(?:at|bl|iz)$/.test(base) || (measure(base) === 1 && endsCvc(base))) return `${base}e`;
+  return base;
+}
+
+function isConsonant(w: string, i: number): boolean {
+  const c = w[i];
+  if (c === undefined || 'aeiou'.includes(c)) return false;
+  return c !== 'y' || i === 0 || !isConsonant(w, i - 1);
+}
+
+/** Porter's m: the number of vowel-consonant sequences in a word. */
+function measure(w: string): number {
+  let m = 0;
+  let previousVowel = false;
+  for (let i = 0; i < w.length; i++) {
+    const vowel = !isConsonant(w, i);
+    if (previousVowel && !vowel) m += 1;
+    previousVowel = vowel;
   }
-  return w;
+  return m;
+}
+
+/** Ends consonant-vowel-consonant with the last not w, x or y ("hop", "car", "not"). */
+function endsCvc(w: string): boolean {
+  const n = w.length;
+  return (
+    n >= 3 &&
+    isConsonant(w, n - 1) &&
+    !isConsonant(w, n - 2) &&
+    isConsonant(w, n - 3) &&
+    !'wxy'.includes(w[n - 1] ?? '')
+  );
 }
 
 /** Words whose "-ing" is not a suffix. */
@@ -100,11 +140,6 @@ function hasVowel(s: string): boolean {
   return /[aeiouy]/.test(s);
 }
 
-/** "stopp" → "stop", "runn" → "run"; double l/s/z are real ("install", "buzz"). */
-function undouble(s: string): string {
-  const last = s.at(-1);
-  return s.length > 3 && last === s.at(-2) && last !== undefined && !'lsz'.includes(last) ? s.slice(0, -1) : s;
-}
 
 const STOPWORDS: ReadonlySet<string> = new Set(STOPWORD_SURFACES.flatMap((w) => [w, stem(w)]));
 const NEUTRAL: ReadonlySet<string> = new Set(NEUTRAL_SURFACES.flatMap((w) => [w, stem(w)]));

@@ -22,7 +22,8 @@ import type { Embedder } from '../providers/embeddings/embedder.ts';
 import { dot, isFittableEmbedder } from './localEmbedder.ts';
 import type { TemplateIndex } from './normalize.ts';
 import { indexTemplates, isContent } from './normalize.ts';
-import { createTriggerEvidence } from './tier1Rules.ts';
+import type { Tier1Matcher } from './tier1Rules.ts';
+import { createTier1Matcher, createTriggerEvidence } from './tier1Rules.ts';
 
 /** A Tier 2 verdict; `providerMs` is the time spent in the embedder for the utterance. */
 export type Tier2Verdict = TierResult;
@@ -41,6 +42,7 @@ export interface Tier2Calibration {
   readonly wScore: number;
   readonly wMargin: number;
   readonly wKnown: number;
+  readonly wSupport: number;
   /** Number of calibration samples by label. */
   readonly positives: number;
   readonly negatives: number;
@@ -51,6 +53,8 @@ export interface Tier2Options {
   readonly index?: TemplateIndex;
   /** Off-topic sentences used as negatives in calibration; defaults to a built-in set. */
   readonly background?: readonly string[];
+  /** The company's Tier 1 matcher: its lexical view is a second opinion on the semantic winner. */
+  readonly tier1?: Tier1Matcher;
 }
 
 /**
@@ -145,13 +149,14 @@ function rank(sims: ArrayLike<number>, items: readonly Item[], scenarios: number
   return { scores, best, second };
 }
 
-type Features = [score: number, margin: number, known: number];
+type Features = [score: number, margin: number, known: number, support: number];
 
-function features(r: Ranked, known: number): Features {
+function features(r: Ranked, known: number, support: (scenario: number) => number): Features {
   const s1 = r.scores[r.best] ?? 0;
   const s2 = r.second >= 0 ? Math.max(0, r.scores[r.second] ?? 0) : 0;
-  return [s1, s1 - s2, known];
+  return [s1, s1 - s2, known, r.best >= 0 && USE_SUPPORT ? support(r.best) : 0];
 }
+const USE_SUPPORT = process.env['SUPPORT'] === '1';
 
 /** Share of topic words in `tokens` that `isKnown` accepts; 1 when there are none (no evidence against). */
 function knownShare(tokens: Iterable<string>, isKnown: (t: string) => boolean): number {
@@ -175,7 +180,7 @@ function sigmoid(z: number): number {
  * equally, then maps the weights back to raw features.
  */
 function fitLogistic(xs: ReadonlyArray<readonly number[]>, ys: readonly number[]): Omit<Tier2Calibration, 'positives' | 'negatives'> {
-  const dims = 3;
+  const dims = 4;
   const mean = new Array<number>(dims).fill(0);
   const std = new Array<number>(dims).fill(0);
   for (const x of xs) for (let d = 0; d < dims; d++) mean[d] = (mean[d] ?? 0) + (x[d] ?? 0) / xs.length;
@@ -204,12 +209,26 @@ function fitLogistic(xs: ReadonlyArray<readonly number[]>, ys: readonly number[]
   }
   const raw = w.map((wd, d) => wd / (std[d] ?? 1));
   const bias = b - raw.reduce((s, rd, d) => s + rd * (mean[d] ?? 0), 0);
-  return { bias, wScore: raw[0] ?? 0, wMargin: raw[1] ?? 0, wKnown: raw[2] ?? 0 };
+  return { bias, wScore: raw[0] ?? 0, wMargin: raw[1] ?? 0, wKnown: raw[2] ?? 0, wSupport: raw[3] ?? 0 };
 }
 
 function predict(c: Tier2Calibration, x: Features): number {
-  return sigmoid(c.bias + c.wScore * x[0] + c.wMargin * x[1] + c.wKnown * x[2]);
+  return sigmoid(c.bias + c.wScore * x[0] + c.wMargin * x[1] + c.wKnown * x[2] + c.wSupport * x[3]);
 }
+
+/**
+ * Tier 1's view of the same utterance as a second opinion. When its best trigger match names
+ * another scenario, the two readings disagree and the semantic winner is less certain; when it names
+ * the same one, the independent lexical evidence adds to the semantic confidence.
+ */
+function lexicalFactor(semantic: number, lexical: TierResult, scenarioId: string): number {
+  if (lexical.scenarioId === null || lexical.confidence < LEXICAL_FLOOR) return semantic;
+  if (lexical.scenarioId !== scenarioId) return semantic * (1 - 0.5 * lexical.confidence);
+  return 1 - (1 - semantic) * (1 - 0.5 * lexical.confidence);
+}
+
+/** Below this Tier 1 has not really found a trigger; its opinion is ignored. */
+const LEXICAL_FLOOR = 0.4;
 
 /** How a detected situation moves Tier 2's confidence (a prior, never a reason to answer). */
 function situationFactor(situation: Situation | null, category: string): number {
@@ -230,6 +249,7 @@ export async function createTier2Matcher(
 ): Promise<Tier2Matcher> {
   const index = options.index ?? indexTemplates(templates);
   const triggers = createTriggerEvidence(index);
+  const tier1 = options.tier1 ?? createTier1Matcher(templates, { index });
   const scenarioCount = index.scenarios.length;
   const items: Item[] = [];
   for (const entry of index.scenarios) {
@@ -261,6 +281,13 @@ export async function createTier2Matcher(
     return false;
   };
 
+  /** Share of topic words that scenario's own texts use (minus what `own` itself brought). */
+  const supportShare = (tokens: readonly string[], scenario: number, own: Item | null): number =>
+    knownShare(tokens, (t) => {
+      const count = tokenUsers.get(t)?.get(scenario) ?? 0;
+      return count - (own !== null && own.scenario === scenario && own.tokenSet.has(t) ? 1 : 0) > 0;
+    });
+
   // A background sentence mostly made of the template's own topic words may be in its domain.
   const background = (options.background ?? DEFAULT_BACKGROUND)
     .map((b) => index.normalize(b))
@@ -282,18 +309,18 @@ export async function createTier2Matcher(
     const v = itemVectors[i];
     if (!it.isExample || v === undefined) return;
     const held = rankQuery(v, it.tokens, (j) => j === i);
-    xs.push(features(held, knownShare(it.tokens, (t) => knownWithout(t, it.scenario, it))));
+    xs.push(features(held, knownShare(it.tokens, (t) => knownWithout(t, it.scenario, it)), (s) => supportShare(it.tokens, s, it)));
     ys.push(held.best === it.scenario ? 1 : 0);
     if (scenarioCount > 1) {
       const removed = rankQuery(v, it.tokens, (j) => items[j]?.scenario === it.scenario);
-      xs.push(features(removed, knownShare(it.tokens, (t) => knownWithout(t, it.scenario, null))));
+      xs.push(features(removed, knownShare(it.tokens, (t) => knownWithout(t, it.scenario, null)), (s) => supportShare(it.tokens, s, null)));
       ys.push(0);
     }
   });
   background.forEach((b, i) => {
     const v = backgroundVectors[i];
     if (v === undefined) return;
-    xs.push(features(rankQuery(v, b.tokens), knownShare(b.tokens, (t) => tokenUsers.has(t))));
+    xs.push(features(rankQuery(v, b.tokens), knownShare(b.tokens, (t) => tokenUsers.has(t)), (s) => supportShare(b.tokens, s, null)));
     ys.push(0);
   });
   const positives = ys.filter((y) => y === 1).length;
@@ -326,13 +353,13 @@ export async function createTier2Matcher(
         return {
           scenarioId: entry?.scenario.id ?? '',
           category: entry?.category ?? '',
-          score: round(predict(calibration, [score, margin, known])),
+          score: round(predict(calibration, [score, margin, known, USE_SUPPORT ? supportShare(normalized.tokens, i, null) : 0])),
         };
       });
       const top = order[0] === undefined ? undefined : index.scenarios[order[0].i];
       if (top === undefined) return { ...noMatch, candidates, providerMs, durationMs: performance.now() - started };
-      const confidence =
-        predict(calibration, features(ranked, known)) * situationFactor(situation, top.category);
+      const semantic = predict(calibration, features(ranked, known, (sc) => supportShare(normalized.tokens, sc, null)));
+      const confidence = lexicalFactor(semantic, tier1(utterance), top.scenario.id) * situationFactor(situation, top.category);
       return {
         confidence: round(confidence),
         scenarioId: top.scenario.id,

@@ -70,16 +70,8 @@ export function createUnderstanding(deps: UnderstandingDeps): Understanding {
   }
   const categories = [...new Set(router.categories())];
 
-  const ruleCapture = (input: TurnInput): CaptureResult => {
-    const started = performance.now();
-    const { slots, changed } = router.capture(input.utterance, input.slots);
-    return { slots, changed, source: 'rules', providerMs: 0, durationMs: performance.now() - started };
-  };
-  const ruleDetect = (input: DetectInput): Situation => {
-    const started = performance.now();
-    const d = router.detect(input.utterance, input.slots);
-    return { ...d, source: 'rules', providerMs: 0, durationMs: performance.now() - started };
-  };
+  const ruleCapture = (input: TurnInput): CaptureResult => router.capture(input.utterance, input.slots);
+  const ruleDetect = (input: DetectInput): Situation => router.detect(input.utterance, input.slots);
 
   async function ask(
     purpose: 'capture' | 'detect',
