@@ -65,7 +65,14 @@ export type CallEvent =
 
 export type CallEmitted =
   | { type: 'turn.completed'; record: TurnRecord }
-  | { type: 'warmup.used'; turn: number; timeSavedMs: number; provider: string; model: string; category: string | null }
+  | {
+      type: 'warmup.used';
+      turn: number;
+      timeSavedMs: number;
+      provider: string;
+      model: string;
+      category: string | null;
+    }
   | { type: 'reply.interrupted'; turn: number }
   | { type: 'call.transfer'; reason: string }
   | { type: 'call.hangup'; reason: string }
@@ -381,7 +388,11 @@ export const callMachine = setup({
       on: {
         'playback.done': 'conversation',
         'caller.speechStarted': 'conversation',
-        'caller.dtmf': { guard: 'asksForPerson', target: 'conversation.speaking', actions: 'prepareTransfer' },
+        'caller.dtmf': {
+          guard: 'asksForPerson',
+          target: 'conversation.speaking',
+          actions: 'prepareTransfer',
+        },
         'caller.transcriptFinal': { target: 'conversation.thinking', actions: 'beginTurn' },
       },
     },

@@ -46,7 +46,12 @@ export interface App {
 export function llmClientsFrom(env: EnvConfig): LlmClients {
   return {
     ...(env.openai
-      ? { openai: createOpenAiLlm({ apiKey: env.openai.apiKey, ...(env.openai.baseURL ? { baseURL: env.openai.baseURL } : {}) }) }
+      ? {
+          openai: createOpenAiLlm({
+            apiKey: env.openai.apiKey,
+            ...(env.openai.baseURL ? { baseURL: env.openai.baseURL } : {}),
+          }),
+        }
       : {}),
     ...(env.anthropic
       ? {
@@ -67,13 +72,17 @@ export async function startApp(env: EnvConfig, options: AppOptions = {}): Promis
     );
   }
   const store = createFileConfigStore(env.dataDir);
-  if (await seedDemo(store)) log.info({ dataDir: env.dataDir }, 'first start: loaded the demo company and template');
+  if (await seedDemo(store))
+    log.info({ dataDir: env.dataDir }, 'first start: loaded the demo company and template');
   const catalog = await loadCatalog(store);
 
   const embedder =
     options.embedder ??
     (env.openai
-      ? createOpenAiEmbedder({ apiKey: env.openai.apiKey, ...(env.openai.baseURL ? { baseURL: env.openai.baseURL } : {}) })
+      ? createOpenAiEmbedder({
+          apiKey: env.openai.apiKey,
+          ...(env.openai.baseURL ? { baseURL: env.openai.baseURL } : {}),
+        })
       : createLocalEmbedder());
   const ledger = options.ledger ?? createMemoryLedger();
   const engine = await Engine.create({
@@ -96,7 +105,12 @@ export async function startApp(env: EnvConfig, options: AppOptions = {}): Promis
     ...(options.shedDelayMs !== undefined ? { shedDelayMs: options.shedDelayMs } : {}),
   });
   log.info(
-    { url: server.url, companies: catalog.companies.size, templates: catalog.templates.size, embedder: embedder.id },
+    {
+      url: server.url,
+      companies: catalog.companies.size,
+      templates: catalog.templates.size,
+      embedder: embedder.id,
+    },
     'switchboard ready',
   );
   return {

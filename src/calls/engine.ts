@@ -16,7 +16,14 @@ import type {
   TurnInput,
   WarmupGateInput,
 } from '../../machines/callMachine.ts';
-import type { CaptureResult, FallbackLine, LlmAnswer, Situation, TierResult, WarmupDecision } from '../../machines/types.ts';
+import type {
+  CaptureResult,
+  FallbackLine,
+  LlmAnswer,
+  Situation,
+  TierResult,
+  WarmupDecision,
+} from '../../machines/types.ts';
 import type { CompanyConfig, TemplateConfig } from '../config/companyConfig.ts';
 import type { BudgetStore } from '../cost/budgets.ts';
 import type { CostLedger } from '../cost/costLedger.ts';
@@ -49,7 +56,11 @@ export interface EngineDeps {
   /** Engine-wide pacing; companies tune the rest in their config. */
   readonly timing?: { startTimeoutMs?: number; turnTimeoutMs?: number };
   /** Observes every answered turn (bench, metrics). */
-  readonly onTurn?: (turn: { record: import('../../machines/types.ts').TurnRecord; latencyMs: number; engineMs: number }) => void;
+  readonly onTurn?: (turn: {
+    record: import('../../machines/types.ts').TurnRecord;
+    latencyMs: number;
+    engineMs: number;
+  }) => void;
 }
 
 /** A company ready to take calls: its config, templates, compiled router and call policy. */
@@ -117,7 +128,8 @@ export class Engine {
   async #compile(company: CompanyConfig): Promise<void> {
     const templates = company.templates.map((id) => {
       const t = this.#deps.catalog.templates.get(id);
-      if (t === undefined) throw new AppError('ERR_CONFIG_INVALID', `company ${company.id}: unknown template ${id}`);
+      if (t === undefined)
+        throw new AppError('ERR_CONFIG_INVALID', `company ${company.id}: unknown template ${id}`);
       return t;
     });
     const router = await createCompanyRouter({ company, templates, embedder: this.#deps.embedder });
@@ -246,7 +258,11 @@ export class Engine {
         }),
         fallbackLine: fromPromise<FallbackLine, FallbackInput>(async ({ input }) => {
           const started = performance.now();
-          const text = await pickFallback(this.#runtime(input.companyId).config, input.kind, input.offerEscalation);
+          const text = await pickFallback(
+            this.#runtime(input.companyId).config,
+            input.kind,
+            input.offerEscalation,
+          );
           return { kind: input.kind, text, durationMs: performance.now() - started };
         }),
         speaker: fromCallback<{ type: 'noop' }, SpeakerInput>(({ input, sendBack }) => {

@@ -87,7 +87,11 @@ export class TestCall {
     if (!response.ok) throw new Error(`webhook answered HTTP ${response.status}: ${twiml}`);
     const relay = /<ConversationRelay[^>]*\surl="([^"]+)"/.exec(twiml)?.[1];
     if (relay === undefined) throw new Error(`the webhook did not connect a relay: ${twiml}`);
-    const relayUrl = relay.replaceAll('&amp;', '&').replaceAll('&quot;', '"').replaceAll('&lt;', '<').replaceAll('&gt;', '>');
+    const relayUrl = relay
+      .replaceAll('&amp;', '&')
+      .replaceAll('&quot;', '"')
+      .replaceAll('&lt;', '<')
+      .replaceAll('&gt;', '>');
 
     const wsHeaders: Record<string, string> = { [TRACE_HEADER]: '1' };
     if (authToken) wsHeaders['x-twilio-signature'] = twilioSignature(authToken, relayUrl, {});
@@ -96,7 +100,9 @@ export class TestCall {
     await new Promise<void>((resolve, reject) => {
       ws.once('open', resolve);
       ws.once('error', reject);
-      ws.once('unexpected-response', (_req, res) => reject(new Error(`relay upgrade refused: HTTP ${res.statusCode}`)));
+      ws.once('unexpected-response', (_req, res) =>
+        reject(new Error(`relay upgrade refused: HTTP ${res.statusCode}`)),
+      );
     });
     ws.on('message', (data) => {
       try {
@@ -131,7 +137,8 @@ export class TestCall {
     this.#send({ type: 'prompt', voicePrompt: utterance, lang: 'en-US', last: true });
     const reply = await this.#next((m) => m.type === 'text');
     const trace = await this.#next((m) => m.type === 'switchboard.turn');
-    if (reply.type !== 'text' || trace.type !== 'switchboard.turn') throw new Error('unexpected message order');
+    if (reply.type !== 'text' || trace.type !== 'switchboard.turn')
+      throw new Error('unexpected message order');
     const r = trace.record;
     // A transfer or goodbye ends the call once the reply has been spoken.
     if (r.next !== 'listen') await this.waitForEnd(reply.token.length * 100 + 5000);
@@ -190,7 +197,10 @@ export class TestCall {
     for (const w of this.#waiters.splice(0)) w();
   }
 
-  async #next(match: (m: Inbound) => boolean, timeoutMs = this.#options.replyTimeoutMs ?? 30_000): Promise<Inbound> {
+  async #next(
+    match: (m: Inbound) => boolean,
+    timeoutMs = this.#options.replyTimeoutMs ?? 30_000,
+  ): Promise<Inbound> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const i = this.#inbox.findIndex(match);
@@ -226,7 +236,8 @@ function fmtMs(ms: number | null): string {
 export function formatTurn(t: ClientTurn): string {
   const tier = t.tier === 'fallback' ? 'fallback' : `tier ${t.tier}`;
   const what = t.scenarioId ? `${t.category ?? '?'}/${t.scenarioId}` : (t.category ?? 'no category');
-  const cost = t.costUsd === null ? 'cost unknown' : `$${t.costUsd.toFixed(6)}${t.costEstimated ? ' (est.)' : ''}`;
+  const cost =
+    t.costUsd === null ? 'cost unknown' : `$${t.costUsd.toFixed(6)}${t.costEstimated ? ' (est.)' : ''}`;
   const s = t.timings;
   const stages = [
     ['capture', s.captureMs],
@@ -251,7 +262,11 @@ export function formatTurn(t: ClientTurn): string {
     `         ${fmtMs(t.latencyMs)} ms (engine ${fmtMs(t.engineMs)} ms) · ${cost}`,
     `         stages ms: ${stages}`,
     ...(slots ? [`         slots: ${slots}`] : []),
-    ...(t.end ? [`         call ${t.end.reasonCode === 'transfer' ? `transferred to ${t.end.transferTo ?? '?'}` : 'ended'}`] : []),
+    ...(t.end
+      ? [
+          `         call ${t.end.reasonCode === 'transfer' ? `transferred to ${t.end.transferTo ?? '?'}` : 'ended'}`,
+        ]
+      : []),
   ].join('\n');
 }
 
@@ -272,7 +287,12 @@ async function main(): Promise<number> {
     return values.help ? 0 : 2;
   }
   const env = loadEnv();
-  const call = new TestCall({ url: values.url, to: values.to, from: values.from, authToken: env.twilio.authToken });
+  const call = new TestCall({
+    url: values.url,
+    to: values.to,
+    from: values.from,
+    authToken: env.twilio.authToken,
+  });
   await call.connect();
   const json = values.json;
   if (!json) process.stdout.write(`agent  › ${call.greeting}\n\n`);
@@ -286,7 +306,11 @@ async function main(): Promise<number> {
     if (!(open = await run(utterance))) break;
   }
   if (open && values.interactive) {
-    const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: process.stdin.isTTY });
+    const rl = createInterface({
+      input: process.stdin,
+      output: process.stdout,
+      terminal: process.stdin.isTTY,
+    });
     for (;;) {
       const line = (await rl.question(json ? '' : 'you › ').catch(() => null))?.trim();
       if (line === undefined || line === null || line === '' || line === '/quit') break;
@@ -302,7 +326,9 @@ if (import.meta.main) {
   main().then(
     (code) => process.exit(code),
     (err: unknown) => {
-      process.stderr.write(`${err instanceof ConfigError ? err.message : `call failed: ${(err as Error).message}`}\n`);
+      process.stderr.write(
+        `${err instanceof ConfigError ? err.message : `call failed: ${(err as Error).message}`}\n`,
+      );
       process.exit(1);
     },
   );

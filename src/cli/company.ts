@@ -31,7 +31,10 @@ export async function importFiles(store: ConfigStore, files: readonly string[]):
 }
 
 async function main(argv: string[]): Promise<number> {
-  const { values, positionals } = parseCli(argv, { out: { type: 'string' }, help: { type: 'boolean', default: false } });
+  const { values, positionals } = parseCli(argv, {
+    out: { type: 'string' },
+    help: { type: 'boolean', default: false },
+  });
   const [command, ...args] = positionals;
   if (values.help || command === undefined) {
     process.stdout.write(`${USAGE}\n`);
@@ -46,7 +49,9 @@ async function main(argv: string[]): Promise<number> {
         return 2;
       }
       for (const line of await importFiles(store, args)) process.stdout.write(`imported ${line}\n`);
-      process.stdout.write(`store: ${path.resolve(env.dataDir, 'config')} (restart the engine to serve the changes)\n`);
+      process.stdout.write(
+        `store: ${path.resolve(env.dataDir, 'config')} (restart the engine to serve the changes)\n`,
+      );
       return 0;
     }
     case 'list': {
@@ -66,10 +71,18 @@ async function main(argv: string[]): Promise<number> {
         process.stderr.write(`unknown company: ${missing.join(', ')}\n`);
         return 1;
       }
-      const wanted = new Set(chosen.flatMap((c) => ((c.raw as { templates?: string[] }).templates ?? []).map(String)));
+      const wanted = new Set(
+        chosen.flatMap((c) => ((c.raw as { templates?: string[] }).templates ?? []).map(String)),
+      );
       const docs = [...chosen, ...templates.filter((t) => wanted.has(t.id))];
       if (values.out === undefined) {
-        process.stdout.write(`${JSON.stringify(docs.map((d) => d.raw), null, 2)}\n`);
+        process.stdout.write(
+          `${JSON.stringify(
+            docs.map((d) => d.raw),
+            null,
+            2,
+          )}\n`,
+        );
         return 0;
       }
       await mkdir(values.out, { recursive: true });
@@ -90,7 +103,9 @@ if (import.meta.main) {
   main(process.argv.slice(2)).then(
     (code) => process.exit(code),
     (err: unknown) => {
-      process.stderr.write(`${err instanceof ConfigError ? err.message : `company: ${(err as Error).message}`}\n`);
+      process.stderr.write(
+        `${err instanceof ConfigError ? err.message : `company: ${(err as Error).message}`}\n`,
+      );
       process.exit(1);
     },
   );

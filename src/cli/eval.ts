@@ -15,7 +15,8 @@ import { createCompanyRouter } from '../routing/companyRouter.ts';
 import { evaluateGolden, formatGoldenReport, parseGolden } from '../routing/evaluateGolden.ts';
 import { createLocalEmbedder } from '../routing/localEmbedder.ts';
 
-const USAGE = 'usage: npm run eval -- --company FILE --template FILE [--template FILE...] --golden FILE [--json]';
+const USAGE =
+  'usage: npm run eval -- --company FILE --template FILE [--template FILE...] --golden FILE [--json]';
 
 /** Reads and JSON-parses a file; problems become ConfigErrors naming the file. */
 async function readJson(path: string): Promise<unknown> {
@@ -23,16 +24,23 @@ async function readJson(path: string): Promise<unknown> {
   try {
     text = await readFile(path, 'utf8');
   } catch (err) {
-    throw new ConfigError([`${path}: cannot read file (${err instanceof Error ? err.message : String(err)})`]);
+    throw new ConfigError([
+      `${path}: cannot read file (${err instanceof Error ? err.message : String(err)})`,
+    ]);
   }
   try {
     return JSON.parse(text) as unknown;
   } catch (err) {
-    throw new ConfigError([`${path}: (root): not valid JSON (${err instanceof Error ? err.message : String(err)})`]);
+    throw new ConfigError([
+      `${path}: (root): not valid JSON (${err instanceof Error ? err.message : String(err)})`,
+    ]);
   }
 }
 
-async function loadConfig(companyPath: string, templatePaths: readonly string[]): Promise<[CompanyConfig, TemplateConfig[]]> {
+async function loadConfig(
+  companyPath: string,
+  templatePaths: readonly string[],
+): Promise<[CompanyConfig, TemplateConfig[]]> {
   // Validate everything before reporting, so one run names every broken file.
   const problems: string[] = [];
   const attempt = async <T>(load: () => Promise<T>): Promise<T | null> => {
@@ -45,7 +53,9 @@ async function loadConfig(companyPath: string, templatePaths: readonly string[])
     }
   };
   const company = await attempt(async () => parseCompany(await readJson(companyPath), companyPath));
-  const templates = await Promise.all(templatePaths.map((p) => attempt(async () => parseTemplate(await readJson(p), p))));
+  const templates = await Promise.all(
+    templatePaths.map((p) => attempt(async () => parseTemplate(await readJson(p), p))),
+  );
   if (company === null || problems.length > 0) throw new ConfigError(problems);
   return [company, templates.filter((t) => t !== null)];
 }
@@ -75,7 +85,9 @@ async function main(argv: readonly string[]): Promise<number> {
   }
   const templatePaths = values.template ?? [];
   if (values.company === undefined || values.golden === undefined || templatePaths.length === 0) {
-    process.stderr.write(`missing ${[values.company === undefined ? '--company' : '', templatePaths.length === 0 ? '--template' : '', values.golden === undefined ? '--golden' : ''].filter(Boolean).join(', ')}\n${USAGE}\n`);
+    process.stderr.write(
+      `missing ${[values.company === undefined ? '--company' : '', templatePaths.length === 0 ? '--template' : '', values.golden === undefined ? '--golden' : ''].filter(Boolean).join(', ')}\n${USAGE}\n`,
+    );
     return 2;
   }
   try {
@@ -84,7 +96,9 @@ async function main(argv: readonly string[]): Promise<number> {
     try {
       goldenText = await readFile(values.golden, 'utf8');
     } catch (err) {
-      throw new ConfigError([`${values.golden}: cannot read file (${err instanceof Error ? err.message : String(err)})`]);
+      throw new ConfigError([
+        `${values.golden}: cannot read file (${err instanceof Error ? err.message : String(err)})`,
+      ]);
     }
     const router = await createCompanyRouter({ company, templates, embedder: createLocalEmbedder() });
     const report = await evaluateGolden(router, parseGolden(goldenText));

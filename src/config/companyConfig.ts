@@ -12,9 +12,18 @@ const nonEmpty = z.string().trim().min(1);
 const lines = z.array(nonEmpty);
 
 /** "vendor:model", e.g. "openai:gpt-4o-mini" or "anthropic:claude-haiku-4-5". */
-const providerModel = z.string().regex(/^(openai|anthropic):[\w.\-/:]+$/, 'expected "openai:<model>" or "anthropic:<model>"');
+const providerModel = z
+  .string()
+  .regex(/^(openai|anthropic):[\w.\-/:]+$/, 'expected "openai:<model>" or "anthropic:<model>"');
 
-export const slotNames = ['callerName', 'callbackNumber', 'serviceAddress', 'preferredTime', 'equipment', 'urgency'] as const;
+export const slotNames = [
+  'callerName',
+  'callbackNumber',
+  'serviceAddress',
+  'preferredTime',
+  'equipment',
+  'urgency',
+] as const;
 
 const companySchema = z.looseObject({
   id: z.string().regex(/^[a-z0-9][a-z0-9-]{0,63}$/, 'expected a lower-case slug (a-z, 0-9, -)'),
@@ -23,10 +32,12 @@ const companySchema = z.looseObject({
   industryType: z.string().default(''),
   timezone: z.string().default('UTC'),
   greeting: nonEmpty,
-  voice: z.looseObject({ ttsVoice: z.string().default('alloy'), language: z.string().default('en-US') }).default({
-    ttsVoice: 'alloy',
-    language: 'en-US',
-  }),
+  voice: z
+    .looseObject({ ttsVoice: z.string().default('alloy'), language: z.string().default('en-US') })
+    .default({
+      ttsVoice: 'alloy',
+      language: 'en-US',
+    }),
   gatekeeper: z.looseObject({
     enabled: z.boolean().default(true),
     tier1Threshold: unit.default(0.7),

@@ -33,7 +33,10 @@ const REDACT = [
 ];
 
 export function createLogger(level: string, destination?: pino.DestinationStream): Logger {
-  return pino({ level, redact: { paths: REDACT, censor: '[redacted]' }, base: { service: 'switchboard' } }, destination);
+  return pino(
+    { level, redact: { paths: REDACT, censor: '[redacted]' }, base: { service: 'switchboard' } },
+    destination,
+  );
 }
 
 /** Masks a phone number for logs: +1555•••4567 → "+1•••67". */

@@ -65,8 +65,13 @@ export interface TierThresholds {
  * reaches `tier1Threshold`, else Tier 2 when it reaches `tier2Threshold`, else nobody (Tier 3 or a
  * fallback). Pass `tier2` as null when it has not run (Tier 1 answered or it is still pending).
  */
-export function decideWithoutLlm(tier1: TierResult, tier2: TierResult | null, thresholds: TierThresholds): NoLlmDecision {
-  if (tier1.scenarioId !== null && tier1.confidence >= thresholds.tier1Threshold) return { tier: 1, result: tier1 };
+export function decideWithoutLlm(
+  tier1: TierResult,
+  tier2: TierResult | null,
+  thresholds: TierThresholds,
+): NoLlmDecision {
+  if (tier1.scenarioId !== null && tier1.confidence >= thresholds.tier1Threshold)
+    return { tier: 1, result: tier1 };
   if (tier2 !== null && tier2.scenarioId !== null && tier2.confidence >= thresholds.tier2Threshold) {
     return { tier: 2, result: tier2 };
   }
@@ -79,7 +84,9 @@ function selectTemplates(company: CompanyConfig, templates: readonly TemplateCon
   if (missing.length > 0) {
     const available = templates.map((t) => t.id).join(', ') || 'none';
     throw new ConfigError(
-      missing.map((id) => `company ${company.id}: templates: template "${id}" is not loaded (available: ${available})`),
+      missing.map(
+        (id) => `company ${company.id}: templates: template "${id}" is not loaded (available: ${available})`,
+      ),
     );
   }
   return company.templates.flatMap((id) => templates.filter((t) => t.id === id).slice(0, 1));
@@ -115,7 +122,9 @@ export async function createCompanyRouter(options: CompanyRouterOptions): Promis
     tier2: (utterance, situation, signal) => tier2.match(utterance, situation, signal),
     scenario(id) {
       const entry = index.byId.get(id);
-      return entry === undefined ? null : { scenario: entry.scenario, category: entry.category, templateId: entry.templateId };
+      return entry === undefined
+        ? null
+        : { scenario: entry.scenario, category: entry.category, templateId: entry.templateId };
     },
   };
 }

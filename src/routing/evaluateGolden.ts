@@ -64,7 +64,11 @@ export interface GoldenReport {
   readonly errors: readonly GoldenOutcome[];
   /** Lines that could not be read or name a scenario the templates do not have. */
   readonly invalid: readonly GoldenProblem[];
-  readonly latency: { readonly tier1: LatencySummary; readonly tier2: LatencySummary; readonly detect: LatencySummary };
+  readonly latency: {
+    readonly tier1: LatencySummary;
+    readonly tier2: LatencySummary;
+    readonly detect: LatencySummary;
+  };
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {
@@ -99,14 +103,24 @@ export function parseGolden(text: string): GoldenFile {
       return;
     }
     const expect = value['expect'];
-    if (!isRecord(expect) || !nullableString(expect['scenarioId']) || !nullableString(expect['category'] ?? null)) {
-      invalid.push({ line, message: 'expected "expect": {"category": string|null, "scenarioId": string|null}' });
+    if (
+      !isRecord(expect) ||
+      !nullableString(expect['scenarioId']) ||
+      !nullableString(expect['category'] ?? null)
+    ) {
+      invalid.push({
+        line,
+        message: 'expected "expect": {"category": string|null, "scenarioId": string|null}',
+      });
       return;
     }
     cases.push({
       line,
       utterance: value['utterance'],
-      expect: { category: (expect['category'] as string | null | undefined) ?? null, scenarioId: expect['scenarioId'] },
+      expect: {
+        category: (expect['category'] as string | null | undefined) ?? null,
+        scenarioId: expect['scenarioId'],
+      },
     });
   });
   return { cases, invalid };
@@ -139,13 +153,15 @@ export async function evaluateGolden(router: CompanyRouter, golden: GoldenFile):
     const situation = router.detect(c.utterance, captured.slots);
     const t1 = router.tier1(c.utterance);
     const thresholds = { tier1Threshold, tier2Threshold };
-    const t2 = decideWithoutLlm(t1, null, thresholds).tier === 1 ? null : await router.tier2(c.utterance, situation);
+    const t2 =
+      decideWithoutLlm(t1, null, thresholds).tier === 1 ? null : await router.tier2(c.utterance, situation);
     timings.detect.push(situation.durationMs);
     timings.tier1.push(t1.durationMs);
     if (t2 !== null) timings.tier2.push(t2.durationMs);
     const decision = decideWithoutLlm(t1, t2, thresholds);
     const answered = decision.result?.scenarioId ?? null;
-    const verdict: GoldenVerdict = answered === expected ? 'correct' : answered === null ? 'miss' : 'falseMatch';
+    const verdict: GoldenVerdict =
+      answered === expected ? 'correct' : answered === null ? 'miss' : 'falseMatch';
     outcomes.push({
       ...c,
       verdict,
@@ -157,7 +173,8 @@ export async function evaluateGolden(router: CompanyRouter, golden: GoldenFile):
     });
   }
   const count = (p: (o: GoldenOutcome) => boolean): number => outcomes.filter(p).length;
-  const tierKey = (o: GoldenOutcome): '1' | '2' | 'none' => (o.tier === null ? 'none' : o.tier === 1 ? '1' : '2');
+  const tierKey = (o: GoldenOutcome): '1' | '2' | 'none' =>
+    o.tier === null ? 'none' : o.tier === 1 ? '1' : '2';
   const total = outcomes.length;
   const correct = count((o) => o.verdict === 'correct');
   return {
@@ -177,10 +194,16 @@ export async function evaluateGolden(router: CompanyRouter, golden: GoldenFile):
       none: count((o) => tierKey(o) === 'none' && o.verdict === 'correct'),
     },
     categoryAccuracy:
-      total === 0 ? 0 : Math.round((count((o) => o.detectedCategory === o.expect.category) / total) * 10_000) / 10_000,
+      total === 0
+        ? 0
+        : Math.round((count((o) => o.detectedCategory === o.expect.category) / total) * 10_000) / 10_000,
     errors: outcomes.filter((o) => o.verdict !== 'correct'),
     invalid: invalid.sort((a, b) => a.line - b.line),
-    latency: { tier1: summarize(timings.tier1), tier2: summarize(timings.tier2), detect: summarize(timings.detect) },
+    latency: {
+      tier1: summarize(timings.tier1),
+      tier2: summarize(timings.tier2),
+      detect: summarize(timings.detect),
+    },
   };
 }
 
@@ -192,7 +215,9 @@ function percent(x: number): string {
 export function formatGoldenReport(report: GoldenReport): string {
   const out: string[] = [];
   out.push(`lines ${report.total}  correct ${report.correct}  accuracy ${percent(report.accuracy)}`);
-  out.push(`false matches ${report.falseMatches}  misses ${report.misses}  category accuracy ${percent(report.categoryAccuracy)}`);
+  out.push(
+    `false matches ${report.falseMatches}  misses ${report.misses}  category accuracy ${percent(report.categoryAccuracy)}`,
+  );
   out.push(
     `answered by tier 1: ${report.byTier['1']} (${report.correctByTier['1']} right)  tier 2: ${report.byTier['2']} (${report.correctByTier['2']} right)  none: ${report.byTier.none} (${report.correctByTier.none} rightly unanswered)`,
   );

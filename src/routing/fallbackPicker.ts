@@ -37,12 +37,17 @@ export function escalationOffer(company: CompanyConfig): string {
     o.offerCallback ? 'arrange a callback' : null,
   ].filter((x): x is string => x !== null);
   if (options.length === 0) return '';
-  const list = options.length === 1 ? options[0]! : `${options.slice(0, -1).join(', ')} or ${options.at(-1)!}`;
+  const list =
+    options.length === 1 ? options[0]! : `${options.slice(0, -1).join(', ')} or ${options.at(-1)!}`;
   return `I can ${list}.`;
 }
 
 export function createFallbackPicker(rotation: RotationStore) {
-  return async function pickFallback(company: CompanyConfig, kind: FallbackKind, escalate: boolean): Promise<string> {
+  return async function pickFallback(
+    company: CompanyConfig,
+    kind: FallbackKind,
+    escalate: boolean,
+  ): Promise<string> {
     const lines = company.fallbackResponses[kind];
     const index = (await rotation.next(`fallback:${company.id}:${kind}`)) % lines.length;
     const line = lines[index]!;

@@ -38,7 +38,9 @@ export interface LocalEmbedder extends Embedder {
 
 export const LOCAL_EMBEDDER_ID = 'local:hash-ngram-v1';
 
-const DEFAULT_WEIGHTS: LocalEmbedderWeights = { words: 0.55, bigrams: 0.2, chars: 0.25 };
+// Word stems carry most of the meaning, bigrams keep "not heating" apart from "heating", character
+// n-grams catch spelling and morphology; the split was chosen on held-out caller phrasings.
+const DEFAULT_WEIGHTS: LocalEmbedderWeights = { words: 0.5, bigrams: 0.3, chars: 0.2 };
 
 // Seeds keep the three feature families apart in hash space.
 const SEED_WORD = 0x811c9dc5;
@@ -182,7 +184,8 @@ export function createLocalEmbedder(options: LocalEmbedderOptions = {}): LocalEm
     dimensions,
     embedSync,
     embed(texts, signal) {
-      if (signal?.aborted) return Promise.reject(signal.reason instanceof Error ? signal.reason : abortError());
+      if (signal?.aborted)
+        return Promise.reject(signal.reason instanceof Error ? signal.reason : abortError());
       return Promise.resolve(texts.map(embedSync));
     },
     fit(corpus) {

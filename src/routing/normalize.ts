@@ -38,14 +38,15 @@ kind sort bit lot one sure right now soon actually basically maybe probably than
  * Words that carry slot values (when, how many) rather than a topic: an unmatched time word in an
  * utterance is neither evidence for nor against a scenario.
  */
-const NEUTRAL_SURFACES = `today tonight tomorrow yesterday morning afternoon evening night noon midnight week weeks
+const NEUTRAL_SURFACES =
+  `today tonight tomorrow yesterday morning afternoon evening night noon midnight week weeks
 weekend month months year next last monday tuesday wednesday thursday friday saturday sunday mon tue tues wed
 thu thur thurs fri sat sun january february march april june july august september october november december
 jan feb mar apr jun jul aug sep sept oct nov dec am pm o'clock oclock zero oh one two three four five six
 seven eight nine ten eleven twelve fifteen twenty thirty forty fifty hundred first second third fourth fifth
 half quarter hour hours minute minutes time`
-  .split(/\s+/)
-  .filter((w) => w.length > 0);
+    .split(/\s+/)
+    .filter((w) => w.length > 0);
 
 /** Pronoun-like words whose "'s" means "is" ("it's", "what's"); elsewhere "'s" is a possessive. */
 const IS_CONTRACTIONS = new Set(
@@ -76,12 +77,19 @@ export function stem(word: string): string {
 function stripVerbSuffix(w: string): string {
   if (w.endsWith('ied')) return w.length <= 4 ? `${w.slice(0, -3)}ie` : `${w.slice(0, -3)}y`;
   let base: string;
-  if (w.endsWith('ing') && !KEEP_ING.test(w) && w.length >= 6 && hasVowel(w.slice(0, -3))) base = w.slice(0, -3);
-  else if (w.endsWith('ed') && !w.endsWith('eed') && w.length >= 5 && hasVowel(w.slice(0, -2))) base = w.slice(0, -2);
+  if (w.endsWith('ing') && !KEEP_ING.test(w) && w.length >= 6 && hasVowel(w.slice(0, -3)))
+    base = w.slice(0, -3);
+  else if (w.endsWith('ed') && !w.endsWith('eed') && w.length >= 5 && hasVowel(w.slice(0, -2)))
+    base = w.slice(0, -2);
   else return w;
   // Porter step 1b: "stopp" → "stop", "rat" → "rate", "troubl" → "trouble".
   const last = base.at(-1) ?? '';
-  if (base.length > 2 && last === base.at(-2) && !'lsz'.includes(last) && isConsonant(base, base.length - 1)) {
+  if (
+    base.length > 2 &&
+    last === base.at(-2) &&
+    !'lsz'.includes(last) &&
+    isConsonant(base, base.length - 1)
+  ) {
     return base.slice(0, -1);
   }
   if (/(?:at|bl|iz)$/.test(base) || (measure(base) === 1 && endsCvc(base))) return `${base}e`;
@@ -139,7 +147,6 @@ export function foldPlural(word: string): string {
 function hasVowel(s: string): boolean {
   return /[aeiouy]/.test(s);
 }
-
 
 const STOPWORDS: ReadonlySet<string> = new Set(STOPWORD_SURFACES.flatMap((w) => [w, stem(w)]));
 const NEUTRAL: ReadonlySet<string> = new Set(NEUTRAL_SURFACES.flatMap((w) => [w, stem(w)]));
@@ -360,7 +367,12 @@ export function indexTemplates(templates: readonly TemplateConfig[]): TemplateIn
       const categoryTokens = [category.name, ...category.cues].flatMap(know);
       for (const scenario of category.scenarios) {
         if (byId.has(scenario.id)) continue;
-        const entry: ScenarioEntry = { scenario, category: category.name, templateId: template.id, index: scenarios.length };
+        const entry: ScenarioEntry = {
+          scenario,
+          category: category.name,
+          templateId: template.id,
+          index: scenarios.length,
+        };
         scenarios.push(entry);
         byId.set(scenario.id, entry);
         scenario.replies.forEach(know);

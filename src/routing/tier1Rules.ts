@@ -67,7 +67,12 @@ function compileTrigger(text: string, index: TemplateIndex, own: number): Compil
     topic.length === 1 && first !== undefined
       ? [...(index.scenarioVocabulary.get(first) ?? [])].filter((i) => i !== own).length
       : 0;
-  return { tokens, meaningful: topic.length > 0 ? topic : tokens, functionOnly: topic.length === 0, sharedBy };
+  return {
+    tokens,
+    meaningful: topic.length > 0 ? topic : tokens,
+    functionOnly: topic.length === 0,
+    sharedBy,
+  };
 }
 
 /**
@@ -225,7 +230,10 @@ function emptyVerdict(candidates: readonly ScenarioCandidate[], durationMs: numb
  * scenario (its first reply, endsCall, action) and up to five ranked candidates; `confidence` ≥ 0.7
  * means "answer this with little risk".
  */
-export function createTier1Matcher(templates: readonly TemplateConfig[], options: Tier1Options = {}): Tier1Matcher {
+export function createTier1Matcher(
+  templates: readonly TemplateConfig[],
+  options: Tier1Options = {},
+): Tier1Matcher {
   const index = options.index ?? indexTemplates(templates);
   const compiled = compileScenarios(index);
   // Only scenarios sharing a topic word with the utterance can match; this index skips the rest.
@@ -251,7 +259,11 @@ export function createTier1Matcher(templates: readonly TemplateConfig[], options
     scored.sort((a, b) => b.score - a.score);
     const candidates: ScenarioCandidate[] = scored
       .slice(0, MAX_CANDIDATES)
-      .map(({ c, score }) => ({ scenarioId: c.entry.scenario.id, category: c.entry.category, score: round(score) }));
+      .map(({ c, score }) => ({
+        scenarioId: c.entry.scenario.id,
+        category: c.entry.category,
+        score: round(score),
+      }));
     const top = scored[0];
     if (top === undefined) return emptyVerdict(candidates, performance.now() - started);
     // Two scenarios matching about as well means the caller may mean either: less sure of the winner.

@@ -42,7 +42,6 @@ export interface Tier2Calibration {
   readonly wScore: number;
   readonly wMargin: number;
   readonly wKnown: number;
-  readonly wSupport: number;
   /** Number of calibration samples by label. */
   readonly positives: number;
   readonly negatives: number;
@@ -131,7 +130,12 @@ interface Ranked {
 }
 
 /** Scenario scores from an item-similarity row, skipping items `skip` rejects. */
-function rank(sims: ArrayLike<number>, items: readonly Item[], scenarios: number, skip?: (i: number) => boolean): Ranked {
+function rank(
+  sims: ArrayLike<number>,
+  items: readonly Item[],
+  scenarios: number,
+  skip?: (i: number) => boolean,
+): Ranked {
   const perScenario: number[][] = Array.from({ length: scenarios }, () => []);
   for (let i = 0; i < items.length; i++) {
     if (skip?.(i) === true) continue;
@@ -149,14 +153,13 @@ function rank(sims: ArrayLike<number>, items: readonly Item[], scenarios: number
   return { scores, best, second };
 }
 
-type Features = [score: number, margin: number, known: number, support: number];
+type Features = [score: number, margin: number, known: number];
 
-function features(r: Ranked, known: number, support: (scenario: number) => number): Features {
+function features(r: Ranked, known: number): Features {
   const s1 = r.scores[r.best] ?? 0;
   const s2 = r.second >= 0 ? Math.max(0, r.scores[r.second] ?? 0) : 0;
-  return [s1, s1 - s2, known, r.best >= 0 && USE_SUPPORT ? support(r.best) : 0];
+  return [s1, s1 - s2, known];
 }
-const USE_SUPPORT = process.env['SUPPORT'] === '1';
 
 /** Share of topic words in `tokens` that `isKnown` accepts; 1 when there are none (no evidence against). */
 function knownShare(tokens: Iterable<string>, isKnown: (t: string) => boolean): number {
@@ -179,17 +182,22 @@ function sigmoid(z: number): number {
  * similarity, more margin and more known words can never lower confidence) and classes weighted
  * equally, then maps the weights back to raw features.
  */
-function fitLogistic(xs: ReadonlyArray<readonly number[]>, ys: readonly number[]): Omit<Tier2Calibration, 'positives' | 'negatives'> {
-  const dims = 4;
+function fitLogistic(
+  xs: ReadonlyArray<readonly number[]>,
+  ys: readonly number[],
+): Omit<Tier2Calibration, 'positives' | 'negatives'> {
+  const dims = 3;
   const mean = new Array<number>(dims).fill(0);
   const std = new Array<number>(dims).fill(0);
   for (const x of xs) for (let d = 0; d < dims; d++) mean[d] = (mean[d] ?? 0) + (x[d] ?? 0) / xs.length;
-  for (const x of xs) for (let d = 0; d < dims; d++) std[d] = (std[d] ?? 0) + ((x[d] ?? 0) - (mean[d] ?? 0)) ** 2 / xs.length;
+  for (const x of xs)
+    for (let d = 0; d < dims; d++) std[d] = (std[d] ?? 0) + ((x[d] ?? 0) - (mean[d] ?? 0)) ** 2 / xs.length;
   for (let d = 0; d < dims; d++) std[d] = Math.sqrt(std[d] ?? 0) || 1;
   const z = xs.map((x) => x.map((v, d) => (v - (mean[d] ?? 0)) / (std[d] ?? 1)));
   const positives = ys.filter((y) => y === 1).length;
   const negatives = ys.length - positives;
-  const weightOf = (y: number): number => (y === 1 ? 0.5 / Math.max(1, positives) : 0.5 / Math.max(1, negatives));
+  const weightOf = (y: number): number =>
+    y === 1 ? 0.5 / Math.max(1, positives) : 0.5 / Math.max(1, negatives);
   let b = 0;
   const w = new Array<number>(dims).fill(0);
   const rate = 0.5;
@@ -209,11 +217,11 @@ function fitLogistic(xs: ReadonlyArray<readonly number[]>, ys: readonly number[]
   }
   const raw = w.map((wd, d) => wd / (std[d] ?? 1));
   const bias = b - raw.reduce((s, rd, d) => s + rd * (mean[d] ?? 0), 0);
-  return { bias, wScore: raw[0] ?? 0, wMargin: raw[1] ?? 0, wKnown: raw[2] ?? 0, wSupport: raw[3] ?? 0 };
+  return { bias, wScore: raw[0] ?? 0, wMargin: raw[1] ?? 0, wKnown: raw[2] ?? 0 };
 }
 
 function predict(c: Tier2Calibration, x: Features): number {
-  return sigmoid(c.bias + c.wScore * x[0] + c.wMargin * x[1] + c.wKnown * x[2] + c.wSupport * x[3]);
+  return sigmoid(c.bias + c.wScore * x[0] + c.wMargin * x[1] + c.wKnown * x[2]);
 }
 
 /**
@@ -234,7 +242,8 @@ const LEXICAL_FLOOR = 0.4;
 function situationFactor(situation: Situation | null, category: string): number {
   if (situation === null) return 1;
   if (situation.flags.outOfScope) return 0.5;
-  if (situation.category !== null && situation.category !== category && situation.confidence >= 0.6) return 0.85;
+  if (situation.category !== null && situation.category !== category && situation.confidence >= 0.6)
+    return 0.85;
   return 1;
 }
 
@@ -255,8 +264,15 @@ export async function createTier2Matcher(
   for (const entry of index.scenarios) {
     const add = (raw: string, isExample: boolean): void => {
       const n = index.normalize(raw);
-      if (n.text.length === 0 || items.some((it) => it.scenario === entry.index && it.text === n.text)) return;
-      items.push({ scenario: entry.index, text: n.text, isExample, tokens: n.tokens, tokenSet: new Set(n.tokens) });
+      if (n.text.length === 0 || items.some((it) => it.scenario === entry.index && it.text === n.text))
+        return;
+      items.push({
+        scenario: entry.index,
+        text: n.text,
+        isExample,
+        tokens: n.tokens,
+        tokenSet: new Set(n.tokens),
+      });
     };
     entry.scenario.examples.forEach((e) => add(e, true));
     entry.scenario.triggers.forEach((t) => add(t, false));
@@ -281,13 +297,6 @@ export async function createTier2Matcher(
     return false;
   };
 
-  /** Share of topic words that scenario's own texts use (minus what `own` itself brought). */
-  const supportShare = (tokens: readonly string[], scenario: number, own: Item | null): number =>
-    knownShare(tokens, (t) => {
-      const count = tokenUsers.get(t)?.get(scenario) ?? 0;
-      return count - (own !== null && own.scenario === scenario && own.tokenSet.has(t) ? 1 : 0) > 0;
-    });
-
   // A background sentence mostly made of the template's own topic words may be in its domain.
   const background = (options.background ?? DEFAULT_BACKGROUND)
     .map((b) => index.normalize(b))
@@ -300,7 +309,12 @@ export async function createTier2Matcher(
   const rankQuery = (q: Float32Array, tokens: readonly string[], skip?: (i: number) => boolean): Ranked => {
     const vetoed = index.scenarios.map((e) => triggers.vetoed(tokens, e.index));
     const sims = itemVectors.map((u) => dot(q, u));
-    return rank(sims, items, scenarioCount, (i) => vetoed[items[i]?.scenario ?? 0] === true || skip?.(i) === true);
+    return rank(
+      sims,
+      items,
+      scenarioCount,
+      (i) => vetoed[items[i]?.scenario ?? 0] === true || skip?.(i) === true,
+    );
   };
 
   const xs: Features[] = [];
@@ -309,22 +323,41 @@ export async function createTier2Matcher(
     const v = itemVectors[i];
     if (!it.isExample || v === undefined) return;
     const held = rankQuery(v, it.tokens, (j) => j === i);
-    xs.push(features(held, knownShare(it.tokens, (t) => knownWithout(t, it.scenario, it)), (s) => supportShare(it.tokens, s, it)));
+    xs.push(
+      features(
+        held,
+        knownShare(it.tokens, (t) => knownWithout(t, it.scenario, it)),
+      ),
+    );
     ys.push(held.best === it.scenario ? 1 : 0);
     if (scenarioCount > 1) {
       const removed = rankQuery(v, it.tokens, (j) => items[j]?.scenario === it.scenario);
-      xs.push(features(removed, knownShare(it.tokens, (t) => knownWithout(t, it.scenario, null)), (s) => supportShare(it.tokens, s, null)));
+      xs.push(
+        features(
+          removed,
+          knownShare(it.tokens, (t) => knownWithout(t, it.scenario, null)),
+        ),
+      );
       ys.push(0);
     }
   });
   background.forEach((b, i) => {
     const v = backgroundVectors[i];
     if (v === undefined) return;
-    xs.push(features(rankQuery(v, b.tokens), knownShare(b.tokens, (t) => tokenUsers.has(t)), (s) => supportShare(b.tokens, s, null)));
+    xs.push(
+      features(
+        rankQuery(v, b.tokens),
+        knownShare(b.tokens, (t) => tokenUsers.has(t)),
+      ),
+    );
     ys.push(0);
   });
   const positives = ys.filter((y) => y === 1).length;
-  const calibration: Tier2Calibration = { ...fitLogistic(xs, ys), positives, negatives: ys.length - positives };
+  const calibration: Tier2Calibration = {
+    ...fitLogistic(xs, ys),
+    positives,
+    negatives: ys.length - positives,
+  };
 
   return {
     embedderId: used.id,
@@ -337,7 +370,8 @@ export async function createTier2Matcher(
       const [q] = await used.embed([normalized.text], signal);
       const providerMs = performance.now() - embedStarted;
       signal?.throwIfAborted();
-      if (q === undefined) return { ...noMatch, candidates: [], providerMs, durationMs: performance.now() - started };
+      if (q === undefined)
+        return { ...noMatch, candidates: [], providerMs, durationMs: performance.now() - started };
       const ranked = rankQuery(q, normalized.tokens);
       const known = knownShare(normalized.tokens, (t) => tokenUsers.has(t));
       const order = ranked.scores
@@ -353,13 +387,15 @@ export async function createTier2Matcher(
         return {
           scenarioId: entry?.scenario.id ?? '',
           category: entry?.category ?? '',
-          score: round(predict(calibration, [score, margin, known, USE_SUPPORT ? supportShare(normalized.tokens, i, null) : 0])),
+          score: round(predict(calibration, [score, margin, known])),
         };
       });
       const top = order[0] === undefined ? undefined : index.scenarios[order[0].i];
-      if (top === undefined) return { ...noMatch, candidates, providerMs, durationMs: performance.now() - started };
-      const semantic = predict(calibration, features(ranked, known, (sc) => supportShare(normalized.tokens, sc, null)));
-      const confidence = lexicalFactor(semantic, tier1(utterance), top.scenario.id) * situationFactor(situation, top.category);
+      if (top === undefined)
+        return { ...noMatch, candidates, providerMs, durationMs: performance.now() - started };
+      const semantic = predict(calibration, features(ranked, known));
+      const confidence =
+        lexicalFactor(semantic, tier1(utterance), top.scenario.id) * situationFactor(situation, top.category);
       return {
         confidence: round(confidence),
         scenarioId: top.scenario.id,

@@ -40,10 +40,14 @@ export interface Tier3Request {
 }
 
 /** The providers a company asked for that this engine has credentials for, in the company's order. */
-export function usableModels(company: CompanyConfig, clients: LlmClients): Array<{ client: LlmClient; model: string }> {
+export function usableModels(
+  company: CompanyConfig,
+  clients: LlmClients,
+): Array<{ client: LlmClient; model: string }> {
   return company.gatekeeper.llm.providers.flatMap((spec) => {
     const [vendor, ...rest] = spec.split(':');
-    const client = vendor === 'openai' ? clients.openai : vendor === 'anthropic' ? clients.anthropic : undefined;
+    const client =
+      vendor === 'openai' ? clients.openai : vendor === 'anthropic' ? clients.anthropic : undefined;
     return client ? [{ client, model: rest.join(':') }] : [];
   });
 }
@@ -73,7 +77,10 @@ export function buildPrompt(company: CompanyConfig, templates: readonly Template
     .filter((s) => s !== '')
     .join('\n\n');
   const messages: ChatMessage[] = [
-    ...input.history.map((h) => ({ role: h.role === 'caller' ? ('user' as const) : ('assistant' as const), content: h.text })),
+    ...input.history.map((h) => ({
+      role: h.role === 'caller' ? ('user' as const) : ('assistant' as const),
+      content: h.text,
+    })),
     { role: 'user', content: input.utterance },
   ];
   return { system, messages };
@@ -87,7 +94,10 @@ export function createTier3(deps: Tier3Deps) {
     const usd = costUsd(provider, model, { inputTokens, outputTokens });
     if (usd === null && !warnedModels.has(`${provider}:${model}`)) {
       warnedModels.add(`${provider}:${model}`);
-      deps.log.warn({ provider, model }, 'model missing from the price table; its cost is recorded as unknown');
+      deps.log.warn(
+        { provider, model },
+        'model missing from the price table; its cost is recorded as unknown',
+      );
     }
     return usd;
   }
@@ -101,7 +111,8 @@ export function createTier3(deps: Tier3Deps) {
     const { client, model } = models[0]!;
     const { system, messages } = buildPrompt(company, req.templates, input);
     const maxOutputTokens = company.gatekeeper.llm.maxOutputTokens;
-    const inputTokensEstimate = estimateTokens(system) + messages.reduce((n, m) => n + estimateTokens(m.content), 0);
+    const inputTokensEstimate =
+      estimateTokens(system) + messages.reduce((n, m) => n + estimateTokens(m.content), 0);
     const ceilingUsd = priced(client.provider, model, inputTokensEstimate, maxOutputTokens);
     const ceilingMicros = ceilingUsd === null ? 0 : toMicros(ceilingUsd);
 
@@ -187,7 +198,11 @@ export function createTier3(deps: Tier3Deps) {
       void settle(usd);
       if (!aborted) {
         deps.log.warn(
-          { err: { code: (err as AppError).code, message: (err as Error).message }, provider: client.provider, model },
+          {
+            err: { code: (err as AppError).code, message: (err as Error).message },
+            provider: client.provider,
+            model,
+          },
           'llm request failed',
         );
       }
@@ -206,7 +221,8 @@ export function createTier3(deps: Tier3Deps) {
       }),
     );
     await settle(usd);
-    if (result.text.trim() === '') throw new AppError('ERR_LLM_BAD_RESPONSE', 'the LLM answered with no text');
+    if (result.text.trim() === '')
+      throw new AppError('ERR_LLM_BAD_RESPONSE', 'the LLM answered with no text');
     return {
       text: result.text.trim(),
       provider: result.provider,

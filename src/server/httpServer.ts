@@ -55,7 +55,9 @@ function readForm(req: IncomingMessage): Promise<Record<string, string>> {
         req.destroy();
       } else chunks.push(chunk);
     });
-    req.on('end', () => resolve(Object.fromEntries(new URLSearchParams(Buffer.concat(chunks).toString('utf8')))));
+    req.on('end', () =>
+      resolve(Object.fromEntries(new URLSearchParams(Buffer.concat(chunks).toString('utf8')))),
+    );
     req.on('error', reject);
   });
 }
@@ -67,7 +69,8 @@ function send(res: ServerResponse, status: number, body: string, type = 'text/pl
 
 export function startServer(options: ServerOptions): Promise<RunningServer> {
   const { env, engine, log } = options;
-  const tokens = options.tokens ?? createStreamTokens(env.twilio.authToken ? { secret: env.twilio.authToken } : {});
+  const tokens =
+    options.tokens ?? createStreamTokens(env.twilio.authToken ? { secret: env.twilio.authToken } : {});
   const authToken = env.twilio.authToken;
   const loopDelay = monitorEventLoopDelay({ resolution: 10 });
   loopDelay.enable();
@@ -93,11 +96,19 @@ export function startServer(options: ServerOptions): Promise<RunningServer> {
   /** Twilio-signed, or (with no auth token configured) from this machine only. */
   const checkTwilio = (req: IncomingMessage, url: URL, params: Record<string, string>) => {
     if (authToken === undefined) {
-      if (!isLoopback(req.socket.remoteAddress)) throw new HttpError(403, 'unsigned webhooks are accepted from loopback only');
+      if (!isLoopback(req.socket.remoteAddress))
+        throw new HttpError(403, 'unsigned webhooks are accepted from loopback only');
       return;
     }
     const signature = req.headers['x-twilio-signature'];
-    if (!isValidTwilioSignature(authToken, typeof signature === 'string' ? signature : undefined, url.href, params)) {
+    if (
+      !isValidTwilioSignature(
+        authToken,
+        typeof signature === 'string' ? signature : undefined,
+        url.href,
+        params,
+      )
+    ) {
       throw new HttpError(403, 'invalid X-Twilio-Signature');
     }
   };
@@ -110,7 +121,12 @@ export function startServer(options: ServerOptions): Promise<RunningServer> {
         return send(
           res,
           200,
-          JSON.stringify({ status: 'ok', ready: true, liveCalls: engine.liveCalls, eventLoopDelayP99Ms: delayP99Ms }),
+          JSON.stringify({
+            status: 'ok',
+            ready: true,
+            liveCalls: engine.liveCalls,
+            eventLoopDelayP99Ms: delayP99Ms,
+          }),
           'application/json',
         );
       case 'POST /twilio/voice': {
@@ -134,7 +150,11 @@ export function startServer(options: ServerOptions): Promise<RunningServer> {
         const token = tokens.mint({ companyId: company.config.id, callSid: form['CallSid'] ?? null });
         const relayUrl = new URL(`/twilio/relay/${token}`, publicUrl(req, 'ws')).href;
         const actionUrl = new URL('/twilio/connect-action', publicUrl(req, 'http')).href;
-        const twiml = conversationRelayTwiml({ relayUrl, actionUrl, language: company.config.voice.language });
+        const twiml = conversationRelayTwiml({
+          relayUrl,
+          actionUrl,
+          language: company.config.voice.language,
+        });
         return send(res, 200, twiml, 'text/xml; charset=utf-8');
       }
       case 'POST /twilio/connect-action': {
@@ -149,7 +169,8 @@ export function startServer(options: ServerOptions): Promise<RunningServer> {
         }
         const company = engine.companyForNumber(form['To'] ?? '');
         const number = company?.config.fallbackResponses.transferNumber;
-        const twiml = handoff.reasonCode === 'transfer' && number ? dialTwiml(number) : sayAndHangupTwiml(null);
+        const twiml =
+          handoff.reasonCode === 'transfer' && number ? dialTwiml(number) : sayAndHangupTwiml(null);
         return send(res, 200, twiml, 'text/xml; charset=utf-8');
       }
       case 'POST /twilio/status': {
@@ -167,13 +188,21 @@ export function startServer(options: ServerOptions): Promise<RunningServer> {
     handle(req, res).catch((err: unknown) => {
       const status = err instanceof HttpError ? err.status : 500;
       if (status >= 500) log.error({ err }, 'request failed');
-      else log.warn({ status, reason: (err as Error).message, path: req.url?.split('/').slice(0, 3).join('/') }, 'request refused');
+      else
+        log.warn(
+          { status, reason: (err as Error).message, path: req.url?.split('/').slice(0, 3).join('/') },
+          'request refused',
+        );
       if (!res.headersSent) send(res, status, status >= 500 ? 'internal error' : (err as Error).message);
       else res.destroy();
     });
   });
 
-  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_RELAY_FRAME_BYTES, perMessageDeflate: false });
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: MAX_RELAY_FRAME_BYTES,
+    perMessageDeflate: false,
+  });
   server.on('upgrade', (req, socket, head) => {
     const refuse = (status: number, reason: string) => {
       log.warn({ status, reason }, 'websocket upgrade refused');
@@ -184,7 +213,14 @@ export function startServer(options: ServerOptions): Promise<RunningServer> {
     if (match === null) return refuse(404, 'Not Found');
     if (authToken !== undefined) {
       const signature = req.headers['x-twilio-signature'];
-      if (!isValidTwilioSignature(authToken, typeof signature === 'string' ? signature : undefined, publicUrl(req, 'ws').href, {})) {
+      if (
+        !isValidTwilioSignature(
+          authToken,
+          typeof signature === 'string' ? signature : undefined,
+          publicUrl(req, 'ws').href,
+          {},
+        )
+      ) {
         return refuse(403, 'Forbidden');
       }
     } else if (!isLoopback(req.socket.remoteAddress)) {
@@ -193,7 +229,9 @@ export function startServer(options: ServerOptions): Promise<RunningServer> {
     const grant = tokens.consume(decodeURIComponent(match[1]!));
     if (grant === null) return refuse(403, 'Forbidden');
     const trace = req.headers[TRACE_HEADER] === '1';
-    wss.handleUpgrade(req, socket, head, (ws) => handleRelaySocket(ws, grant, engine, log, { ...options.relay, trace }));
+    wss.handleUpgrade(req, socket, head, (ws) =>
+      handleRelaySocket(ws, grant, engine, log, { ...options.relay, trace }),
+    );
   });
 
   return new Promise((resolve, reject) => {

@@ -124,7 +124,9 @@ export async function loadCatalog(store: ConfigStore): Promise<Catalog> {
 }
 
 /** Reads JSON files given on a command line into documents; problems name the file. */
-export async function readDocumentFiles(files: readonly string[]): Promise<Array<StoredDocument & { source: string }>> {
+export async function readDocumentFiles(
+  files: readonly string[],
+): Promise<Array<StoredDocument & { source: string }>> {
   const problems: string[] = [];
   const docs: Array<StoredDocument & { source: string }> = [];
   for (const file of files) {
@@ -138,7 +140,9 @@ export async function readDocumentFiles(files: readonly string[]): Promise<Array
     const kind = configKind(raw);
     const id = (raw as { id?: unknown } | null)?.id;
     if (kind === null) {
-      problems.push(`${file}: (root): not a company (phoneNumbers, gatekeeper) or template (categories) document`);
+      problems.push(
+        `${file}: (root): not a company (phoneNumbers, gatekeeper) or template (categories) document`,
+      );
     } else if (typeof id !== 'string') {
       problems.push(`${file}: id: expected a string`);
     } else docs.push({ kind, id, raw, source: file });

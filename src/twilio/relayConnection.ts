@@ -59,10 +59,13 @@ export function handleRelaySocket(
       finishPlayback();
       send({ type: 'text', token: text, last: true, interruptible });
       const entry = {
-        timer: setTimeout(() => {
-          if (playing === entry) playing = null;
-          onDone();
-        }, Math.max(400, text.length * msPerChar)),
+        timer: setTimeout(
+          () => {
+            if (playing === entry) playing = null;
+            onDone();
+          },
+          Math.max(400, text.length * msPerChar),
+        ),
         done: onDone,
       };
       playing = entry;
@@ -74,7 +77,10 @@ export function handleRelaySocket(
       };
     },
     transfer(number, reason) {
-      send({ type: 'end', handoffData: JSON.stringify({ reasonCode: 'transfer', reason, transferTo: number ?? null }) });
+      send({
+        type: 'end',
+        handoffData: JSON.stringify({ reasonCode: 'transfer', reason, transferTo: number ?? null }),
+      });
     },
     hangup(reason) {
       send({ type: 'end', handoffData: JSON.stringify({ reasonCode: 'hangup', reason }) });

@@ -18,8 +18,12 @@ export interface StreamTokens {
   consume(token: string): StreamGrant | null;
 }
 
-export function createStreamTokens(options: { secret?: string; ttlMs?: number; now?: () => number } = {}): StreamTokens {
-  const key = options.secret ? createHmac('sha256', 'switchboard-stream-token').update(options.secret).digest() : randomBytes(32);
+export function createStreamTokens(
+  options: { secret?: string; ttlMs?: number; now?: () => number } = {},
+): StreamTokens {
+  const key = options.secret
+    ? createHmac('sha256', 'switchboard-stream-token').update(options.secret).digest()
+    : randomBytes(32);
   const ttlMs = options.ttlMs ?? 30_000;
   const now = options.now ?? Date.now;
   const spent = new Map<string, number>();
@@ -33,7 +37,12 @@ export function createStreamTokens(options: { secret?: string; ttlMs?: number; n
   return {
     mint(grant) {
       const body = Buffer.from(
-        JSON.stringify({ c: grant.companyId, s: grant.callSid, e: now() + ttlMs, n: randomBytes(12).toString('base64url') }),
+        JSON.stringify({
+          c: grant.companyId,
+          s: grant.callSid,
+          e: now() + ttlMs,
+          n: randomBytes(12).toString('base64url'),
+        }),
       ).toString('base64url');
       return `${body}.${sign(body)}`;
     },
@@ -50,11 +59,16 @@ export function createStreamTokens(options: { secret?: string; ttlMs?: number; n
       } catch {
         return null;
       }
-      if (typeof payload.c !== 'string' || typeof payload.e !== 'number' || typeof payload.n !== 'string') return null;
+      if (typeof payload.c !== 'string' || typeof payload.e !== 'number' || typeof payload.n !== 'string')
+        return null;
       if (payload.e < now() || spent.has(payload.n)) return null;
       sweep();
       spent.set(payload.n, payload.e);
-      return { companyId: payload.c, callSid: typeof payload.s === 'string' ? payload.s : null, expiresAt: payload.e };
+      return {
+        companyId: payload.c,
+        callSid: typeof payload.s === 'string' ? payload.s : null,
+        expiresAt: payload.e,
+      };
     },
   };
 }

@@ -1,7 +1,11 @@
 /** TwiML answers, built with the twilio package's VoiceResponse (escaping included). */
 import VoiceResponse from 'twilio/lib/twiml/VoiceResponse.js';
 
-export function conversationRelayTwiml(options: { relayUrl: string; actionUrl: string; language: string }): string {
+export function conversationRelayTwiml(options: {
+  relayUrl: string;
+  actionUrl: string;
+  language: string;
+}): string {
   const response = new VoiceResponse();
   const connect = response.connect({ action: options.actionUrl });
   connect.conversationRelay({ url: options.relayUrl, language: options.language, dtmfDetection: true });

@@ -49,7 +49,7 @@ const STREET_SUFFIXES =
   'street|st|avenue|ave|road|rd|drive|dr|lane|ln|court|ct|boulevard|blvd|way|place|pl|circle|cir|terrace|parkway|pkwy|highway|hwy|trail|square|crescent';
 
 /** Words that cannot sit between a house number and a street suffix ("3 pm on Maple Drive"). */
-const NOT_STREET_WORDS = 'am|pm|a\\.m|p\\.m|on|at|in|to|for|and|or|my|is|of|by|from|with|o\'clock';
+const NOT_STREET_WORDS = "am|pm|a\\.m|p\\.m|on|at|in|to|for|and|or|my|is|of|by|from|with|o'clock";
 
 /**
  * Equipment a caller may name, most specific phrase first, with the label stored in the slot.
@@ -88,7 +88,8 @@ const URGENCY_LOW =
   /\b(?:no rush|no hurry|not urgent|isn't urgent|is not urgent|not an emergency|isn't an emergency|whenever|when(?:ever)? (?:you|it's) (?:can|convenient)|sometime|some time next|next month|no big deal|not in a hurry)\b/;
 const URGENCY_HIGH =
   /\b(?:emergency|urgent(?:ly)?|asap|a\.s\.a\.p|as soon as possible|right away|right now|immediately|today|tonight|this morning|this afternoon|this evening|flood(?:ing|ed)?|burst|gushing|pouring|smell(?:s|ing)? (?:of |like )?gas|gas (?:leak|smell)|carbon monoxide|sparks?|smoke|fire|no heat|freezing)\b/;
-const URGENCY_NORMAL = /\b(?:soon|this week|tomorrow|next few days|in the next couple of days|when you can)\b/;
+const URGENCY_NORMAL =
+  /\b(?:soon|this week|tomorrow|next few days|in the next couple of days|when you can)\b/;
 
 function clean(utterance: unknown): string {
   if (typeof utterance !== 'string') return '';
@@ -121,7 +122,10 @@ export function extractCallerName(text: string): string | null {
   const patterns: ReadonlyArray<readonly [RegExp, boolean]> = [
     [/\b(?:my name is|my name's|name is|the name is|name's)\s+([\p{L}'-]+)(?:\s+([\p{L}'-]+))?/iu, false],
     [/\b(?:this is|it's|it is)\s+([\p{L}'-]+)(?:\s+([\p{L}'-]+))?\s+(?:calling|here)\b/iu, hasCase],
-    [/(?:^|[.,!?]\s*)(?:hi,?\s+|hello,?\s+|hey,?\s+)?(?:this is|i'm|i am)\s+([\p{L}'-]+)(?:\s+([\p{L}'-]+))?\s*(?:[.,!?]|$|\s+(?:from|and|calling))/iu, hasCase],
+    [
+      /(?:^|[.,!?]\s*)(?:hi,?\s+|hello,?\s+|hey,?\s+)?(?:this is|i'm|i am)\s+([\p{L}'-]+)(?:\s+([\p{L}'-]+))?\s*(?:[.,!?]|$|\s+(?:from|and|calling))/iu,
+      hasCase,
+    ],
   ];
   for (const [pattern, strict] of patterns) {
     const m = pattern.exec(text);
@@ -141,8 +145,9 @@ export function extractCallerName(text: string): string | null {
 export function extractCallbackNumber(text: string): string | null {
   const spoken = text
     .toLowerCase()
-    .replace(/\b(double|triple)[\s-]+(zero|oh|o|one|two|three|four|five|six|seven|eight|nine|\d)\b/g, (_m, times: string, d: string) =>
-      ` ${d} `.repeat(times === 'double' ? 2 : 3),
+    .replace(
+      /\b(double|triple)[\s-]+(zero|oh|o|one|two|three|four|five|six|seven|eight|nine|\d)\b/g,
+      (_m, times: string, d: string) => ` ${d} `.repeat(times === 'double' ? 2 : 3),
     );
   // Read the text as a stream of digits; separators between digits are allowed, words end a run.
   let run = '';
@@ -191,7 +196,9 @@ const TIME_PATTERNS: readonly RegExp[] = [
   /\b(?:today|tonight|tomorrow|day after tomorrow)\b/,
   new RegExp(`\\b(?:(?:this|next|coming)\\s+)?(?:${WEEKDAYS})s?\\b`),
   /\b(?:this|next|the following)\s+(?:week|weekend|month)\b|\b(?:on the|this|next)?\s*weekend\b|\bweekdays?\b/,
-  new RegExp(`\\b(?:${MONTHS})\\.?\\s+\\d{1,2}(?:st|nd|rd|th)?\\b|\\bthe\\s+\\d{1,2}(?:st|nd|rd|th)\\b|\\b\\d{1,2}/\\d{1,2}(?:/\\d{2,4})?\\b`),
+  new RegExp(
+    `\\b(?:${MONTHS})\\.?\\s+\\d{1,2}(?:st|nd|rd|th)?\\b|\\bthe\\s+\\d{1,2}(?:st|nd|rd|th)\\b|\\b\\d{1,2}/\\d{1,2}(?:/\\d{2,4})?\\b`,
+  ),
   /\b(?:(?:early|late|first thing (?:in the)?|in the)\s+)?(?:morning|afternoon|evening)s?\b|\b(?:around |at )?(?:noon|midday|lunch ?time)\b/,
   /\b(?:at|around|after|before|by)\s+\d{1,2}(?::\d{2})?\s*(?:a\.?m\.?|p\.?m\.?|o'?clock)?(?=\W|$)|\b\d{1,2}(?::\d{2})?\s*(?:a\.?m\.?|p\.?m\.?)(?=\W|$)/,
   /\b(?:as soon as possible|asap|right away|any ?time|first available|earliest)\b/,

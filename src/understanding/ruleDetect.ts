@@ -38,7 +38,8 @@ export interface RuleDetectorOptions {
  * here counts as off-topic only when none of the company's templates uses it, so a template that
  * does talk about refrigerators or roofs keeps those words in scope.
  */
-const OFF_TOPIC_WORDS = `pizza burger burgers sandwich sushi restaurant restaurants menu takeout groceries grocery coffee
+const OFF_TOPIC_WORDS =
+  `pizza burger burgers sandwich sushi restaurant restaurants menu takeout groceries grocery coffee
 dinner lunch breakfast recipe weather forecast rain raining snow snowing sunny tornado hurricane hiring
 career careers resume apprentice apprentices apprenticeship internship salary employment recruiter lawyer
 attorney sue suing lawsuit legal court judge rights eviction evict divorce custody mortgage bitcoin taxes
@@ -50,8 +51,8 @@ brakes mechanic doctor dentist hospital pharmacy prescription flu vaccine sympto
 football basketball baseball soccer concert tickets music song joke jokes flight flights airline hotel
 vacation passport taxi puppy veterinarian vet insurance plumber plumbers plumbing electrician electricians
 electrical outlets roofer roofers carpenter carpentry handyman landscaper mason masonry`
-  .split(/\s+/)
-  .filter((w) => w.length > 0);
+    .split(/\s+/)
+    .filter((w) => w.length > 0);
 
 const OFF_TOPIC_PHRASES =
   /\b(?:washing machine|oil change|job openings?|job application|work for you|apply for (?:a|the) (?:job|position)|real estate|car insurance|life insurance|solar panels?|garage door|ice maker)\b/;
@@ -80,7 +81,8 @@ const HUMAN_PATTERNS: readonly RegExp[] = [
   /\btransfer me\b|\bput me through\b|\bconnect me (?:to|with)\b/,
   /(?<!\b(?:insurance|real estate|travel|estate) )\bagent\b/,
 ];
-const NOT_HUMAN = /\b(?:do not|don't|no) (?:need|want) (?:to (?:talk|speak) (?:to|with) )?(?:a |an )?(?:person|human|agent|representative)\b/;
+const NOT_HUMAN =
+  /\b(?:do not|don't|no) (?:need|want) (?:to (?:talk|speak) (?:to|with) )?(?:a |an )?(?:person|human|agent|representative)\b/;
 
 const GOODBYE_PATTERNS: readonly RegExp[] = [
   /\b(?:bye|goodbye|good bye|bye bye)\b/,
@@ -96,7 +98,10 @@ const DECISIVE = 0.7;
 const OFF_TOPIC: ReadonlySet<string> = new Set(OFF_TOPIC_WORDS);
 
 /** Category vocabulary: token → weight per category (specific words weigh more). */
-function categoryVocabulary(templates: readonly TemplateConfig[], index: TemplateIndex): Map<string, Map<string, number>> {
+function categoryVocabulary(
+  templates: readonly TemplateConfig[],
+  index: TemplateIndex,
+): Map<string, Map<string, number>> {
   const raw = new Map<string, Map<string, number>>();
   const add = (token: string, category: string, weight: number): void => {
     if (isStopword(token)) return;
@@ -110,7 +115,8 @@ function categoryVocabulary(templates: readonly TemplateConfig[], index: Templat
         for (const t of index.normalize(cue).tokens) add(t, category.name, 1);
       }
       for (const s of category.scenarios) {
-        for (const text of [...s.triggers, ...s.examples]) for (const t of index.normalize(text).tokens) add(t, category.name, 0.8);
+        for (const text of [...s.triggers, ...s.examples])
+          for (const t of index.normalize(text).tokens) add(t, category.name, 0.8);
       }
     }
   }
@@ -130,7 +136,10 @@ function anyMatch(patterns: readonly RegExp[], text: string): boolean {
  * Builds the detector for a company's templates. Call it with the slots captured so far; when the
  * slots add evidence (the equipment named, an urgency) the answer can change.
  */
-export function createRuleDetector(templates: readonly TemplateConfig[], options: RuleDetectorOptions = {}): RuleDetector {
+export function createRuleDetector(
+  templates: readonly TemplateConfig[],
+  options: RuleDetectorOptions = {},
+): RuleDetector {
   const index = options.index ?? indexTemplates(templates);
   const tier1 = options.tier1 ?? createTier1Matcher(templates, { index });
   const vocabulary = categoryVocabulary(templates, index);
@@ -142,12 +151,16 @@ export function createRuleDetector(templates: readonly TemplateConfig[], options
   // A function word the templates happen to use ("right" now) does not make "rights" a topic of theirs.
   const knowsTopic = (token: string): boolean => !isStopword(token) && index.knownTokens.has(token);
 
-  const scoreCategories = (tokens: readonly string[], extra: ReadonlyArray<readonly [string, number]>): Map<string, number> => {
+  const scoreCategories = (
+    tokens: readonly string[],
+    extra: ReadonlyArray<readonly [string, number]>,
+  ): Map<string, number> => {
     const scores = new Map<string, number>();
     let mass = 0;
     const credit = (token: string, weight: number): void => {
       mass += weight;
-      for (const [category, w] of vocabulary.get(token) ?? []) scores.set(category, (scores.get(category) ?? 0) + w * weight);
+      for (const [category, w] of vocabulary.get(token) ?? [])
+        scores.set(category, (scores.get(category) ?? 0) + w * weight);
     };
     for (const t of tokens) if (!isStopword(t)) credit(t, 1);
     for (const [t, weight] of extra) credit(t, weight);
@@ -165,7 +178,8 @@ export function createRuleDetector(templates: readonly TemplateConfig[], options
     const extra: Array<[string, number]> = [];
     const equipment = slots['equipment'];
     if (equipment !== undefined) for (const t of index.normalize(equipment).tokens) extra.push([t, 0.5]);
-    if (slots['urgency'] === 'high') for (const t of index.normalize('emergency urgent').tokens) extra.push([t, 0.5]);
+    if (slots['urgency'] === 'high')
+      for (const t of index.normalize('emergency urgent').tokens) extra.push([t, 0.5]);
 
     const hazard = anyMatch(EMERGENCY_PATTERNS, plain);
     const explicit = EXPLICIT_EMERGENCY.test(plain) && !NOT_EMERGENCY.test(plain);
@@ -198,7 +212,9 @@ export function createRuleDetector(templates: readonly TemplateConfig[], options
       (category !== null && category === emergencyCategory && confidence >= DECISIVE);
     const wantsHuman =
       (anyMatch(HUMAN_PATTERNS, plain) && !NOT_HUMAN.test(plain)) ||
-      (verdict.category !== null && transferCategories.has(verdict.category) && verdict.confidence >= DECISIVE);
+      (verdict.category !== null &&
+        transferCategories.has(verdict.category) &&
+        verdict.confidence >= DECISIVE);
     const goodbye =
       (anyMatch(GOODBYE_PATTERNS, plain) && words <= GOODBYE_MAX_WORDS) ||
       (verdict.category !== null && endingCategories.has(verdict.category) && verdict.confidence >= DECISIVE);
@@ -206,7 +222,9 @@ export function createRuleDetector(templates: readonly TemplateConfig[], options
     // Out of scope: an off-topic subject the templates never mention, or (in a real sentence)
     // hardly a word the templates know. Words of captured slots (names, streets) are not evidence.
     const slotWords = new Set(
-      ['callerName', 'serviceAddress'].flatMap((name) => (slots[name] === undefined ? [] : tokenize(slots[name] ?? '').map(stem))),
+      ['callerName', 'serviceAddress'].flatMap((name) =>
+        slots[name] === undefined ? [] : tokenize(slots[name] ?? '').map(stem),
+      ),
     );
     const topic = normalized.tokens.filter((t) => isContent(t) && !slotWords.has(t));
     // Looked up by surface word: stems blur "rights" into "right".
@@ -214,13 +232,19 @@ export function createRuleDetector(templates: readonly TemplateConfig[], options
       plain.split(' ').some((w) => OFF_TOPIC.has(w) && !knowsTopic(stem(w)) && !slotWords.has(stem(w))) ||
       OFF_TOPIC_PHRASES.test(plain);
     const known = topic.filter((t) => index.knownTokens.has(t)).length;
-    const unfamiliar = (topic.length >= 2 && known === 0) || (topic.length >= 3 && known / topic.length <= 0.25);
+    const unfamiliar =
+      (topic.length >= 2 && known === 0) || (topic.length >= 3 && known / topic.length <= 0.25);
     // Strong evidence for a category, or a flag the call must act on, outweighs a stray word.
-    const decided = verdict.confidence >= DECISIVE || confidence >= DECISIVE || emergency || wantsHuman || goodbye;
+    const decided =
+      verdict.confidence >= DECISIVE || confidence >= DECISIVE || emergency || wantsHuman || goodbye;
     const outOfScope = !decided && (offTopic || unfamiliar);
 
     if (outOfScope) {
-      return { category: null, confidence: offTopic ? 0.8 : 0.6, flags: { emergency, wantsHuman, goodbye, outOfScope } };
+      return {
+        category: null,
+        confidence: offTopic ? 0.8 : 0.6,
+        flags: { emergency, wantsHuman, goodbye, outOfScope },
+      };
     }
     return {
       category: confidence > 0 ? category : null,

@@ -44,7 +44,8 @@ function pickModel(company: CompanyConfig, clients: LlmClients): { client: LlmCl
   const spec = company.understanding.model ?? company.gatekeeper.llm.providers[0];
   if (spec === undefined) return null;
   const [vendor, ...rest] = spec.split(':');
-  const client = vendor === 'openai' ? clients.openai : vendor === 'anthropic' ? clients.anthropic : undefined;
+  const client =
+    vendor === 'openai' ? clients.openai : vendor === 'anthropic' ? clients.anthropic : undefined;
   return client === undefined ? null : { client, model: rest.join(':') };
 }
 
@@ -66,7 +67,10 @@ export function createUnderstanding(deps: UnderstandingDeps): Understanding {
   const slotNames = company.slots.map((s) => s.name);
   const llm = company.understanding.mode === 'rules' ? null : pickModel(company, deps.clients);
   if (company.understanding.mode === 'llm' && llm === null) {
-    deps.log.warn({ companyId: company.id }, 'LLM understanding requested but no provider is configured; using rules');
+    deps.log.warn(
+      { companyId: company.id },
+      'LLM understanding requested but no provider is configured; using rules',
+    );
   }
   const categories = [...new Set(router.categories())];
 
@@ -81,7 +85,11 @@ export function createUnderstanding(deps: UnderstandingDeps): Understanding {
     signal: AbortSignal | undefined,
   ): Promise<LlmResult> {
     const { client, model } = llm!;
-    const record = (action: CostAction, r: Partial<LlmPartial> & { usage?: LlmResult['usage'] }, estimated: boolean) => {
+    const record = (
+      action: CostAction,
+      r: Partial<LlmPartial> & { usage?: LlmResult['usage'] },
+      estimated: boolean,
+    ) => {
       const inputTokens = r.usage?.inputTokens ?? estimateTokens(system + user);
       const outputTokens = r.usage?.outputTokens ?? estimateTokens(r.text ?? '');
       const event: CostEvent = {
@@ -141,12 +149,21 @@ export function createUnderstanding(deps: UnderstandingDeps): Understanding {
         const result = await ask('capture', input, system, input.utterance, signal);
         const parsed = captureAnswer.parse(JSON.parse(result.text));
         const merged = mergeSlots(input.slots, parsed.slots, slotNames);
-        return { ...merged, source: 'llm', providerMs: result.durationMs, durationMs: performance.now() - started };
+        return {
+          ...merged,
+          source: 'llm',
+          providerMs: result.durationMs,
+          durationMs: performance.now() - started,
+        };
       } catch (err) {
         if (signal?.aborted) throw err;
         deps.log.warn({ err: { message: (err as Error).message } }, 'LLM capture failed; rules answered');
         const rules = ruleCapture(input);
-        return { ...rules, source: 'rules-fallback', providerMs: performance.now() - started - rules.durationMs };
+        return {
+          ...rules,
+          source: 'rules-fallback',
+          providerMs: performance.now() - started - rules.durationMs,
+        };
       }
     },
 
@@ -169,7 +186,12 @@ export function createUnderstanding(deps: UnderstandingDeps): Understanding {
         return {
           category: a.category !== null && categories.includes(a.category) ? a.category : null,
           confidence: a.confidence,
-          flags: { emergency: a.emergency, wantsHuman: a.wantsHuman, outOfScope: a.outOfScope, goodbye: a.goodbye },
+          flags: {
+            emergency: a.emergency,
+            wantsHuman: a.wantsHuman,
+            outOfScope: a.outOfScope,
+            goodbye: a.goodbye,
+          },
           source: 'llm',
           providerMs: result.durationMs,
           durationMs: performance.now() - started,
@@ -178,7 +200,11 @@ export function createUnderstanding(deps: UnderstandingDeps): Understanding {
         if (signal?.aborted) throw err;
         deps.log.warn({ err: { message: (err as Error).message } }, 'LLM detect failed; rules answered');
         const rules = ruleDetect(input);
-        return { ...rules, source: 'rules-fallback', providerMs: performance.now() - started - rules.durationMs };
+        return {
+          ...rules,
+          source: 'rules-fallback',
+          providerMs: performance.now() - started - rules.durationMs,
+        };
       }
     },
   };

@@ -104,7 +104,9 @@ describe('who may connect', () => {
     expect((await post(voiceUrl, form)).status).toBe(403);
     expect((await post(voiceUrl, form, { 'x-twilio-signature': 'bm9wZQ==' })).status).toBe(403);
 
-    const signed = await post(voiceUrl, form, { 'x-twilio-signature': twilioSignature(authToken, voiceUrl, form) });
+    const signed = await post(voiceUrl, form, {
+      'x-twilio-signature': twilioSignature(authToken, voiceUrl, form),
+    });
     expect(signed.status).toBe(200);
     const relayUrl = relayUrlOf(signed.body);
     const unsignedUpgrade = new WebSocket(relayUrl);

@@ -14,14 +14,16 @@ import { loadEnv } from '../../src/config/env.ts';
 export const DEMO_DIR = fileURLToPath(new URL('../../src/config/demo/', import.meta.url));
 
 export async function demoCompany(): Promise<Record<string, unknown>> {
-  return JSON.parse(await readFile(path.join(DEMO_DIR, 'company.riverside-plumbing.json'), 'utf8')) as Record<string, unknown>;
-}
-
-export async function demoTemplate(): Promise<Record<string, unknown>> {
-  return JSON.parse(await readFile(path.join(DEMO_DIR, 'template.plumbing-residential.json'), 'utf8')) as Record<
+  return JSON.parse(await readFile(path.join(DEMO_DIR, 'company.riverside-plumbing.json'), 'utf8')) as Record<
     string,
     unknown
   >;
+}
+
+export async function demoTemplate(): Promise<Record<string, unknown>> {
+  return JSON.parse(
+    await readFile(path.join(DEMO_DIR, 'template.plumbing-residential.json'), 'utf8'),
+  ) as Record<string, unknown>;
 }
 
 export interface TestApp extends App {
@@ -42,9 +44,21 @@ export async function startTestApp(
   const template = options.template ?? (await demoTemplate());
   await mkdir(path.join(dataDir, 'config', 'companies'), { recursive: true });
   await mkdir(path.join(dataDir, 'config', 'templates'), { recursive: true });
-  await writeFile(path.join(dataDir, 'config', 'companies', `${String(company['id'])}.json`), JSON.stringify(company));
-  await writeFile(path.join(dataDir, 'config', 'templates', `${String(template['id'])}.json`), JSON.stringify(template));
-  const env = loadEnv({ PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'silent', ...options.env });
+  await writeFile(
+    path.join(dataDir, 'config', 'companies', `${String(company['id'])}.json`),
+    JSON.stringify(company),
+  );
+  await writeFile(
+    path.join(dataDir, 'config', 'templates', `${String(template['id'])}.json`),
+    JSON.stringify(template),
+  );
+  const env = loadEnv({
+    PORT: '0',
+    HOST: '127.0.0.1',
+    DATA_DIR: dataDir,
+    LOG_LEVEL: 'silent',
+    ...options.env,
+  });
   const app = await startApp(env, {
     log: pino({ level: 'silent' }),
     relay: { playbackMsPerChar: 0.5 },
