@@ -236,6 +236,28 @@ function fallbackKindFor(context: CallContext): FallbackKind {
   return 'noMatchFound';
 }
 
+/** What became of a warmup when the turn moves on without adopting it. */
+function warmupOutcomeOnLeaving(work: TurnWork): WarmupOutcome {
+  switch (work.warmup.status) {
+    case 'running':
+      return 'cancelled';
+    case 'done':
+      return 'unused';
+    case 'failed':
+      return 'failed';
+    case 'idle':
+      return work.warmupOutcome;
+  }
+}
+
+function emergencyReply(context: CallContext): Reply {
+  return {
+    text: context.policy.emergencyLine,
+    then: context.policy.canTransfer ? 'transfer' : 'listen',
+    interruptible: false,
+  };
+}
+
 function tierAnswer(result: TierResult): Reply {
   const then: ReplyThen =
     result.action === 'transfer'
@@ -330,6 +352,10 @@ export const callMachine = setup({
       reason: context.endReason ?? 'failed',
     })),
     /** Closes the books on a turn: the turn record for whoever listens, history, counters. */
+    answerWithEmergencyLine: assign(({ context }) => ({
+      reply: emergencyReply(context),
+      work: { ...context.work, answeredBy: 'fallback' as const },
+    })),
     completeTurn: enqueueActions(({ context, enqueue }) => {
       enqueue.emit({ type: 'turn.completed', record: turnRecord(context) });
       const history = [
@@ -400,7 +426,11 @@ export const callMachine = setup({
     conversation: {
       initial: 'listening',
       after: {
-        maxCallDuration: { target: 'closing', actions: assign({ endReason: 'max-call-duration' }) },
+        maxCallDuration: [
+          // Never hang up on a caller we are handing to a person.
+          { guard: 'replyThenTransfer', target: 'transferring' },
+          { target: 'closing', actions: assign({ endReason: 'max-call-duration' }) },
+        ],
       },
       on: {
         'caller.dtmf': { guard: 'asksForPerson', target: '.speaking', actions: 'prepareTransfer' },
@@ -429,7 +459,13 @@ export const callMachine = setup({
           after: {
             turnTimeout: {
               target: '.fallingBack',
-              actions: assign(({ context }) => ({ work: { ...context.work, failure: 'turn-timeout' } })),
+              actions: assign(({ context }) => ({
+                work: {
+                  ...context.work,
+                  failure: 'turn-timeout',
+                  warmupOutcome: warmupOutcomeOnLeaving(context.work),
+                },
+              })),
             },
           },
           on: {
@@ -657,8 +693,7 @@ export const callMachine = setup({
                                   ...context.work,
                                   tier2: event.output,
                                   answeredBy: 2,
-                                  warmupOutcome:
-                                    context.work.warmup.status === 'running' ? 'cancelled' : 'unused',
+                                  warmupOutcome: warmupOutcomeOnLeaving(context.work),
                                 },
                                 { tier2Ms: event.output.durationMs },
                                 event.output.providerMs,
@@ -840,18 +875,10 @@ export const callMachine = setup({
                   }),
                 },
                 // Even the fallback failed: the emergency line, and a person if we can reach one.
-                onError: {
-                  target: 'answered',
-                  actions: assign(({ context }) => ({
-                    reply: {
-                      text: context.policy.emergencyLine,
-                      then: context.policy.canTransfer ? 'transfer' : 'listen',
-                      interruptible: false,
-                    } satisfies Reply,
-                    work: { ...context.work, answeredBy: 'fallback' },
-                  })),
-                },
+                onError: { target: 'answered', actions: 'answerWithEmergencyLine' },
               },
+              // A fallback line that never comes must not leave the caller in silence either.
+              after: { turnTimeout: { target: 'answered', actions: 'answerWithEmergencyLine' } },
             },
 
             answered: { type: 'final' },
@@ -878,7 +905,7 @@ export const callMachine = setup({
               actions: 'noteBargeIn',
             },
             'caller.transcriptFinal': [
-              { guard: 'replyInterruptible', target: 'thinking', actions: 'beginTurn' },
+              { guard: 'replyInterruptible', target: 'thinking', actions: ['noteBargeIn', 'beginTurn'] },
               { actions: 'keepWords' },
             ],
           },

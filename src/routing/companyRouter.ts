@@ -103,7 +103,7 @@ export async function createCompanyRouter(options: CompanyRouterOptions): Promis
   // A company that lists no slots still gets the standard ones captured.
   const slots = company.slots.length > 0 ? company.slots.map((s) => s.name) : [...allSlotNames];
 
-  return {
+  const router: CompanyRouter = {
     company,
     templates,
     embedderId: tier2.embedderId,
@@ -127,4 +127,20 @@ export async function createCompanyRouter(options: CompanyRouterOptions): Promis
         : { scenario: entry.scenario, category: entry.category, templateId: entry.templateId };
     },
   };
+  await warmUp(router, index.scenarios[0]?.scenario.examples[0] ?? '');
+  return router;
+}
+
+/**
+ * Runs every stage a few times at startup, so the first caller does not pay for compiling the
+ * patterns and optimising the hot path (several milliseconds on a cold process).
+ */
+async function warmUp(router: CompanyRouter, example: string): Promise<void> {
+  const sample = `Hi, this is Sam at 12 Oak Street, call me at 555 201 3344 tomorrow morning, it's urgent. ${example}`;
+  for (let i = 0; i < 3; i++) {
+    const captured = router.capture(sample, {});
+    const situation = router.detect(sample, captured.slots);
+    router.tier1(`${sample} ${i}`);
+    await router.tier2(`${sample} ${i}`, situation);
+  }
 }

@@ -2,7 +2,8 @@
  * Text normalisation shared by every rule and embedding matcher. Triggers, examples and caller
  * utterances all go through the same function, so whatever it does (contractions, filler removal,
  * synonyms, stemming) is symmetric: a trigger and an utterance meaning the same thing end up as the
- * same tokens.
+ * same tokens. {@link indexTemplates} builds, once per company, the normaliser together with the
+ * scenario list and vocabulary that Tier 1, Tier 2 and detect share.
  */
 import type { Scenario, TemplateConfig } from '../config/companyConfig.ts';
 
@@ -30,7 +31,7 @@ needs needed like would could should can will shall may might must let know thin
 look looking give try call calling called keep keeps just also too very really all any some each every
 much many more most other another such own same only again still even ever yes yeah yep ok okay well um uh
 hmm oh hi hey please guy guys folks anyone anybody someone somebody something anything thing things stuff
-kind sort bit lot one sure right now soon actually basically maybe probably thank thanks`
+kind sort bit lot one sure right now soon actually basically maybe probably thank thanks alright`
   .split(/\s+/)
   .filter((w) => w.length > 0);
 
@@ -62,6 +63,8 @@ const IS_CONTRACTIONS = new Set(
  * words ("news" → "new"); that is harmless because every text goes through it.
  */
 export function stem(word: string): string {
+  const irregular = IRREGULAR.get(word);
+  if (irregular !== undefined) return irregular;
   if (word.length <= 3 || !/^[a-z]+$/.test(word)) return word;
   let w = foldPlural(word);
   if (w === word) w = stripVerbSuffix(w);
@@ -125,6 +128,68 @@ function endsCvc(w: string): boolean {
     !'wxy'.includes(w[n - 1] ?? '')
   );
 }
+
+/** Irregular verb forms callers use about things breaking, leaking and arriving, to their stem. */
+const IRREGULAR: ReadonlyMap<string, string> = new Map(
+  Object.entries({
+    broke: 'break',
+    broken: 'break',
+    froze: 'freez',
+    frozen: 'freez',
+    blew: 'blow',
+    blown: 'blow',
+    fell: 'fall',
+    fallen: 'fall',
+    swollen: 'swell',
+    ran: 'run',
+    came: 'come',
+    went: 'go',
+    gone: 'go',
+    did: 'do',
+    done: 'do',
+    got: 'get',
+    gotten: 'get',
+    made: 'make',
+    took: 'take',
+    taken: 'take',
+    gave: 'give',
+    given: 'give',
+    said: 'say',
+    told: 'tell',
+    thought: 'think',
+    bought: 'buy',
+    brought: 'bring',
+    kept: 'keep',
+    paid: 'pay',
+    sent: 'send',
+    spent: 'spend',
+    built: 'build',
+    burnt: 'burn',
+    bent: 'bend',
+    stuck: 'stick',
+    worn: 'wear',
+    torn: 'tear',
+    shook: 'shake',
+    began: 'begin',
+    begun: 'begin',
+    knew: 'know',
+    known: 'know',
+    found: 'find',
+    heard: 'hear',
+    lost: 'lose',
+    sold: 'sell',
+    wrote: 'write',
+    written: 'write',
+    drove: 'drive',
+    driven: 'drive',
+    rang: 'ring',
+    rung: 'ring',
+    felt: 'feel',
+    leapt: 'leap',
+    dealt: 'deal',
+    meant: 'mean',
+  }),
+);
 
 /** Words whose "-ing" is not a suffix. */
 const KEEP_ING = /(?:thing|^morning|^evening|^ceiling|^during|^spring|^string|^awning)$/;

@@ -4,11 +4,13 @@
  * generic one-word trigger buried in a long sentence about something else is not.
  *
  * Confidence = trigger strength × how much of the utterance the matched triggers explain:
- * - strength: a phrase match beats an all-words-present match; longer triggers beat shorter ones;
- *   a one-word trigger whose word other scenarios also use is weaker.
+ * - strength: a phrase match (a few function words may sit between its words) beats the same words
+ *   scattered, which alone stays below 0.7; longer triggers beat shorter ones; a one-word trigger
+ *   whose word other scenarios also use is weaker.
  * - explanation: every topic word of the utterance the triggers do not cover costs something —
- *   little if the scenario's own examples use it, more if it is unknown to the template, most if it
- *   belongs to other scenarios (the caller is probably talking about those).
+ *   little if the scenario's own examples use it, more if it is unknown to the template, more
+ *   still if other scenarios use it, most if it is one of their trigger words (the caller is
+ *   probably asking about those).
  * A negative trigger vetoes its scenario; a close runner-up scenario lowers the winner's confidence.
  */
 import type { ScenarioCandidate, TierResult } from '../../machines/types.ts';
@@ -48,13 +50,22 @@ interface TriggerHit {
   readonly positions: readonly number[];
 }
 
+interface CompiledTemplate {
+  readonly index: TemplateIndex;
+  readonly scenarios: readonly CompiledScenario[];
+  /** Topic word → scenarios whose triggers use it. */
+  readonly triggerWords: ReadonlyMap<string, ReadonlySet<number>>;
+}
+
 /** Function words allowed between two words of a phrase trigger ("ac is not cooling" ~ "ac not cooling"). */
 const MAX_GAP = 2;
 
-// Weights of an unexplained topic word, by what the template knows about it.
+// Weights of an unexplained topic word, by what the template knows about it. A word another
+// scenario's triggers use ("fee" while "come out" matched booking) argues hardest against.
 const COST_OWN_WORD = 0.1;
 const COST_UNKNOWN_WORD = 0.4;
 const COST_OTHER_SCENARIO_WORD = 0.7;
+const COST_OTHER_TRIGGER_WORD = 1;
 
 const MAX_CANDIDATES = 5;
 
@@ -123,10 +134,15 @@ function matchTrigger(tokens: readonly string[], trigger: CompiledTrigger): Trig
     if (!trigger.functionOnly && m === 1) strength -= 0.06 * Math.min(3, trigger.sharedBy);
     return { strength, positions: phrase };
   }
+  // Scattered words are weaker evidence than a phrase: alone they stay below the usual 0.7
+  // threshold unless the caller kept the trigger's order or said three of its words.
   const loose = allWordsMatch(tokens, trigger);
   if (loose === null) return null;
   const span = Math.max(...loose) - Math.min(...loose) + 1;
-  const strength = (m === 2 ? 0.75 : 0.8) - (span > m + 4 ? 0.05 : 0);
+  const ordered = loose.every((p, i) => i === 0 || p > (loose[i - 1] ?? -1));
+  const tight = span <= m + 2;
+  const strength =
+    (m === 2 ? 0.68 : 0.74) + (ordered ? 0.02 : 0) + (tight ? 0.04 : 0) - (span > m + 3 ? 0.06 : 0);
   return { strength, positions: loose };
 }
 
@@ -144,7 +160,12 @@ function triggerHits(tokens: readonly string[], compiled: CompiledScenario): Tri
 }
 
 /** Confidence of one scenario for a tokenised utterance, 0 when no trigger matched or a negative did. */
-function scoreScenario(tokens: readonly string[], compiled: CompiledScenario, index: TemplateIndex): number {
+function scoreScenario(
+  tokens: readonly string[],
+  compiled: CompiledScenario,
+  template: CompiledTemplate,
+): number {
+  const { index, triggerWords } = template;
   if (isVetoed(tokens, compiled)) return 0;
   const hits = triggerHits(tokens, compiled);
   if (hits.length === 0) return 0;
@@ -164,62 +185,65 @@ function scoreScenario(tokens: readonly string[], compiled: CompiledScenario, in
     const users = index.scenarioVocabulary.get(token);
     if (users === undefined) unexplained += COST_UNKNOWN_WORD;
     else if (users.has(compiled.entry.index)) unexplained += COST_OWN_WORD;
+    else if (triggerWords.has(token)) unexplained += COST_OTHER_TRIGGER_WORD;
     else unexplained += COST_OTHER_SCENARIO_WORD;
   });
   return strength * Math.sqrt(explained / (explained + unexplained));
 }
 
-const compiledByIndex = new WeakMap<TemplateIndex, readonly CompiledScenario[]>();
+const compiledByIndex = new WeakMap<TemplateIndex, CompiledTemplate>();
 
 /** Compiles every scenario's triggers once per index (Tier 1 and Tier 2 share the result). */
-function compileScenarios(index: TemplateIndex): readonly CompiledScenario[] {
+function compileTemplate(index: TemplateIndex): CompiledTemplate {
   const cached = compiledByIndex.get(index);
   if (cached !== undefined) return cached;
-  const compiled = index.scenarios.map((entry) => ({
+  const scenarios = index.scenarios.map((entry) => ({
     entry,
     triggers: entry.scenario.triggers.flatMap((t) => compileTrigger(t, index, entry.index) ?? []),
     negatives: entry.scenario.negativeTriggers.flatMap((t) => compileTrigger(t, index, entry.index) ?? []),
   }));
+  const triggerWords = new Map<string, Set<number>>();
+  for (const c of scenarios) {
+    for (const t of c.triggers) {
+      if (t.functionOnly) continue;
+      for (const word of t.meaningful)
+        triggerWords.set(word, (triggerWords.get(word) ?? new Set()).add(c.entry.index));
+    }
+  }
+  const compiled = { index, scenarios, triggerWords };
   compiledByIndex.set(index, compiled);
   return compiled;
 }
 
-/** Trigger evidence per scenario, without Tier 1's judgement of the rest of the utterance. */
+/** What a scenario's own triggers say about an utterance, apart from Tier 1's overall verdict. */
 export interface TriggerEvidence {
-  /** True when one of the scenario's negative triggers is in the utterance. */
+  /** True when one of the scenario's negative triggers is in the (normalised) tokens. */
   vetoed(tokens: readonly string[], scenario: number): boolean;
-  /** The strength of the scenario's best trigger found in the tokens (0 when none or vetoed). */
-  strength(tokens: readonly string[], scenario: number): number;
 }
 
 /**
- * Trigger evidence for the scenarios of `index` (by {@link ScenarioEntry.index}). Tier 2 uses it:
- * whether a trigger backs its semantic winner is one of the things it calibrates on.
+ * Trigger evidence for the scenarios of `index` (by {@link ScenarioEntry.index}), sharing Tier 1's
+ * compiled triggers. Tier 2 uses it so that a negative trigger vetoes a scenario there too.
  */
 export function createTriggerEvidence(index: TemplateIndex): TriggerEvidence {
-  const compiled = compileScenarios(index);
+  const compiled = compileTemplate(index).scenarios;
   return {
     vetoed: (tokens, scenario) => {
       const c = compiled[scenario];
       return c !== undefined && isVetoed(tokens, c);
     },
-    strength: (tokens, scenario) => {
-      const c = compiled[scenario];
-      if (c === undefined || isVetoed(tokens, c)) return 0;
-      return triggerHits(tokens, c)[0]?.strength ?? 0;
-    },
   };
 }
 
-function emptyVerdict(candidates: readonly ScenarioCandidate[], durationMs: number): Tier1Verdict {
+function emptyVerdict(durationMs: number): Tier1Verdict {
   return {
-    confidence: candidates[0]?.score ?? 0,
+    confidence: 0,
     scenarioId: null,
     category: null,
     reply: null,
     endsCall: false,
     action: null,
-    candidates,
+    candidates: [],
     providerMs: 0,
     durationMs,
   };
@@ -235,7 +259,8 @@ export function createTier1Matcher(
   options: Tier1Options = {},
 ): Tier1Matcher {
   const index = options.index ?? indexTemplates(templates);
-  const compiled = compileScenarios(index);
+  const template = compileTemplate(index);
+  const compiled = template.scenarios;
   // Only scenarios sharing a topic word with the utterance can match; this index skips the rest.
   const byWord = new Map<string, CompiledScenario[]>();
   for (const c of compiled) {
@@ -253,19 +278,17 @@ export function createTier1Matcher(
     for (const token of tokens) for (const c of byWord.get(token) ?? []) reachable.add(c);
     const scored: Array<{ c: CompiledScenario; score: number }> = [];
     for (const c of reachable) {
-      const score = scoreScenario(tokens, c, index);
+      const score = scoreScenario(tokens, c, template);
       if (score > 0) scored.push({ c, score });
     }
     scored.sort((a, b) => b.score - a.score);
-    const candidates: ScenarioCandidate[] = scored
-      .slice(0, MAX_CANDIDATES)
-      .map(({ c, score }) => ({
-        scenarioId: c.entry.scenario.id,
-        category: c.entry.category,
-        score: round(score),
-      }));
+    const candidates: ScenarioCandidate[] = scored.slice(0, MAX_CANDIDATES).map(({ c, score }) => ({
+      scenarioId: c.entry.scenario.id,
+      category: c.entry.category,
+      score: round(score),
+    }));
     const top = scored[0];
-    if (top === undefined) return emptyVerdict(candidates, performance.now() - started);
+    if (top === undefined) return emptyVerdict(performance.now() - started);
     // Two scenarios matching about as well means the caller may mean either: less sure of the winner.
     const runnerUp = scored[1]?.score ?? 0;
     const confidence = Math.max(0, top.score - 0.6 * Math.max(0, runnerUp - 0.5));

@@ -15,10 +15,16 @@
  * margin over the runner-up scenario, and the share of the utterance's topic words the template
  * knows — to the probability that answering with the winner is right. That probability is the
  * confidence, so a threshold means about the same precision on every template.
+ *
+ * At match time three independent checks then move it: Tier 1's trigger reading of the same
+ * utterance (agreement adds, disagreement subtracts), the equipment the caller named (a scenario
+ * about furnaces is not the answer about an air conditioner), and detect's situation (out of scope
+ * halves it). None of them can make Tier 2 answer a scenario the embedding did not rank first.
  */
 import type { Situation, ScenarioCandidate, TierResult } from '../../machines/types.ts';
 import type { TemplateConfig } from '../config/companyConfig.ts';
 import type { Embedder } from '../providers/embeddings/embedder.ts';
+import { extractAllEquipment, relatedEquipment } from '../understanding/ruleCapture.ts';
 import { dot, isFittableEmbedder } from './localEmbedder.ts';
 import type { TemplateIndex } from './normalize.ts';
 import { indexTemplates, isContent } from './normalize.ts';
@@ -58,7 +64,7 @@ export interface Tier2Options {
 
 /**
  * Generic questions callers put to the wrong business. They are negatives for calibration only;
- * any that share a topic word with the template are dropped, so they never argue against it.
+ * one made mostly of the template's own topic words is dropped, as it may be in its domain.
  */
 const DEFAULT_BACKGROUND = [
   'can i order a large pepperoni pizza for delivery',
@@ -238,13 +244,46 @@ function lexicalFactor(semantic: number, lexical: TierResult, scenarioId: string
 /** Below this Tier 1 has not really found a trigger; its opinion is ignored. */
 const LEXICAL_FLOOR = 0.4;
 
-/** How a detected situation moves Tier 2's confidence (a prior, never a reason to answer). */
+/**
+ * The equipment a scenario is about: a label named in at least half of its examples and triggers
+ * ("furnace won't turn on", "the heater won't turn on" …). `mentioned` is every label any of them
+ * names. A scenario that mentions equipment only in passing ("I smell gas near my furnace") is
+ * about none in particular.
+ */
+interface ScenarioEquipment {
+  readonly about: ReadonlySet<string>;
+  readonly mentioned: ReadonlySet<string>;
+}
+
+function scenarioEquipment(texts: readonly string[]): ScenarioEquipment {
+  const counts = new Map<string, number>();
+  for (const text of texts)
+    for (const label of extractAllEquipment(text)) counts.set(label, (counts.get(label) ?? 0) + 1);
+  const about = [...counts].filter(([, n]) => n >= Math.max(2, texts.length / 2)).map(([label]) => label);
+  return { about: new Set(about), mentioned: new Set(counts.keys()) };
+}
+
+/**
+ * Similar words about different equipment are a different problem: "my air conditioner won't turn
+ * on" is not the furnace scenario's "the heater won't turn on". When the caller names equipment and
+ * none of it is related to what the winning scenario is about, the winner is much less likely.
+ */
+function equipmentFactor(utterance: string, equipment: ScenarioEquipment | undefined): number {
+  if (equipment === undefined || equipment.about.size === 0) return 1;
+  const named = extractAllEquipment(utterance);
+  const related = named.some((n) => [...equipment.mentioned].some((m) => relatedEquipment(n, m)));
+  return named.length === 0 || related ? 1 : 0.5;
+}
+
+/**
+ * How a detected situation moves Tier 2's confidence: a prior, never a reason to answer. Out of
+ * scope halves it; a confident detect that chose another category trims it.
+ */
 function situationFactor(situation: Situation | null, category: string): number {
   if (situation === null) return 1;
   if (situation.flags.outOfScope) return 0.5;
-  if (situation.category !== null && situation.category !== category && situation.confidence >= 0.6)
-    return 0.85;
-  return 1;
+  const disagrees = situation.category !== null && situation.category !== category;
+  return disagrees && situation.confidence >= 0.6 ? 0.85 : 1;
 }
 
 /**
@@ -259,6 +298,9 @@ export async function createTier2Matcher(
   const index = options.index ?? indexTemplates(templates);
   const triggers = createTriggerEvidence(index);
   const tier1 = options.tier1 ?? createTier1Matcher(templates, { index });
+  const equipment = index.scenarios.map((e) =>
+    scenarioEquipment([...e.scenario.examples, ...e.scenario.triggers]),
+  );
   const scenarioCount = index.scenarios.length;
   const items: Item[] = [];
   for (const entry of index.scenarios) {
@@ -319,38 +361,38 @@ export async function createTier2Matcher(
 
   const xs: Features[] = [];
   const ys: number[] = [];
+  const sample = (ranked: Ranked, known: number, correct: boolean): void => {
+    xs.push(features(ranked, known));
+    ys.push(correct ? 1 : 0);
+  };
   items.forEach((it, i) => {
     const v = itemVectors[i];
     if (!it.isExample || v === undefined) return;
+    // Held out: the rest of its scenario must still find it.
     const held = rankQuery(v, it.tokens, (j) => j === i);
-    xs.push(
-      features(
-        held,
-        knownShare(it.tokens, (t) => knownWithout(t, it.scenario, it)),
-      ),
+    sample(
+      held,
+      knownShare(it.tokens, (t) => knownWithout(t, it.scenario, it)),
+      held.best === it.scenario,
     );
-    ys.push(held.best === it.scenario ? 1 : 0);
+    // Scenario removed: whatever wins now is a wrong answer to an in-domain question.
     if (scenarioCount > 1) {
       const removed = rankQuery(v, it.tokens, (j) => items[j]?.scenario === it.scenario);
-      xs.push(
-        features(
-          removed,
-          knownShare(it.tokens, (t) => knownWithout(t, it.scenario, null)),
-        ),
+      sample(
+        removed,
+        knownShare(it.tokens, (t) => knownWithout(t, it.scenario, null)),
+        false,
       );
-      ys.push(0);
     }
   });
   background.forEach((b, i) => {
     const v = backgroundVectors[i];
-    if (v === undefined) return;
-    xs.push(
-      features(
+    if (v !== undefined)
+      sample(
         rankQuery(v, b.tokens),
         knownShare(b.tokens, (t) => tokenUsers.has(t)),
-      ),
-    );
-    ys.push(0);
+        false,
+      );
   });
   const positives = ys.filter((y) => y === 1).length;
   const calibration: Tier2Calibration = {
@@ -393,7 +435,8 @@ export async function createTier2Matcher(
       const top = order[0] === undefined ? undefined : index.scenarios[order[0].i];
       if (top === undefined)
         return { ...noMatch, candidates, providerMs, durationMs: performance.now() - started };
-      const semantic = predict(calibration, features(ranked, known));
+      const semantic =
+        predict(calibration, features(ranked, known)) * equipmentFactor(utterance, equipment[top.index]);
       const confidence =
         lexicalFactor(semantic, tier1(utterance), top.scenario.id) * situationFactor(situation, top.category);
       return {

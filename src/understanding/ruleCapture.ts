@@ -85,7 +85,7 @@ const EQUIPMENT: ReadonlyArray<readonly [RegExp, string]> = [
 ];
 
 const URGENCY_LOW =
-  /\b(?:no rush|no hurry|not urgent|isn't urgent|is not urgent|not an emergency|isn't an emergency|whenever|when(?:ever)? (?:you|it's) (?:can|convenient)|sometime|some time next|next month|no big deal|not in a hurry)\b/;
+  /\b(?:no rush|no hurry|not urgent|isn't urgent|is not urgent|not an emergency|isn't an emergency|whenever|when(?:ever)? (?:you|it's) (?:can|convenient)|some ?time next|next month|no big deal|not in a hurry)\b/;
 const URGENCY_HIGH =
   /\b(?:emergency|urgent(?:ly)?|asap|a\.s\.a\.p|as soon as possible|right away|right now|immediately|today|tonight|this morning|this afternoon|this evening|flood(?:ing|ed)?|burst|gushing|pouring|smell(?:s|ing)? (?:of |like )?gas|gas (?:leak|smell)|carbon monoxide|sparks?|smoke|fire|no heat|freezing)\b/;
 const URGENCY_NORMAL =
@@ -97,7 +97,7 @@ function clean(utterance: unknown): string {
     .slice(0, MAX_INPUT_CHARS)
     .normalize('NFKC')
     .replace(/[\u2018\u2019\u02bc]/g, "'")
-    .replace(/[\u0000-\u001f\u007f]/g, ' ');
+    .replace(/\p{Cc}/gu, ' ');
 }
 
 function titleCase(name: string): string {
@@ -225,15 +225,37 @@ export function extractPreferredTime(text: string): string | null {
     .join(' ');
 }
 
-/** The first piece of equipment the caller names, as a canonical label. */
-export function extractEquipment(text: string): string | null {
+/** Every piece of equipment the caller names, as canonical labels in the order they were said. */
+export function extractAllEquipment(text: string): string[] {
   const lower = text.toLowerCase();
-  let best: { at: number; label: string } | null = null;
+  const found: Array<{ at: number; label: string }> = [];
   for (const [pattern, label] of EQUIPMENT) {
     const m = pattern.exec(lower);
-    if (m !== null && (best === null || m.index < best.at)) best = { at: m.index, label };
+    if (m !== null && !found.some((f) => f.label === label)) found.push({ at: m.index, label });
   }
-  return best?.label ?? null;
+  return found.sort((a, b) => a.at - b.at).map((f) => f.label);
+}
+
+/** The first piece of equipment the caller names, as a canonical label. */
+export function extractEquipment(text: string): string | null {
+  return extractAllEquipment(text)[0] ?? null;
+}
+
+/**
+ * Equipment labels that name the same system or part of it ("sewer line" is the main drain, a
+ * boiler heats like a furnace). Used to tell "the same problem, other words" from "another problem".
+ */
+const EQUIPMENT_FAMILIES: ReadonlyArray<readonly string[]> = [
+  ['furnace', 'boiler', 'heat pump', 'radiator', 'air handler', 'ductwork'],
+  ['air conditioner', 'heat pump', 'mini split', 'air handler', 'ductwork'],
+  ['water heater', 'tankless water heater'],
+  ['drain', 'sewer line', 'garbage disposal', 'sump pump'],
+  ['pipe', 'gas line'],
+];
+
+/** True when two equipment labels are the same thing or belong to one family. */
+export function relatedEquipment(a: string, b: string): boolean {
+  return a === b || EQUIPMENT_FAMILIES.some((family) => family.includes(a) && family.includes(b));
 }
 
 /** 'high' for emergencies and today/ASAP, 'low' for "no rush", 'normal' for "soon" or "this week". */

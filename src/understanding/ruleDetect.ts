@@ -232,17 +232,21 @@ export function createRuleDetector(
       plain.split(' ').some((w) => OFF_TOPIC.has(w) && !knowsTopic(stem(w)) && !slotWords.has(stem(w))) ||
       OFF_TOPIC_PHRASES.test(plain);
     const known = topic.filter((t) => index.knownTokens.has(t)).length;
+    // Several topic words and (almost) none known, unless a trigger already half-matched.
     const unfamiliar =
-      (topic.length >= 2 && known === 0) || (topic.length >= 3 && known / topic.length <= 0.25);
+      (topic.length >= 2 && known === 0) ||
+      (topic.length >= 3 && known / topic.length <= 0.25 && verdict.confidence < 0.5);
     // Strong evidence for a category, or a flag the call must act on, outweighs a stray word.
     const decided =
       verdict.confidence >= DECISIVE || confidence >= DECISIVE || emergency || wantsHuman || goodbye;
     const outOfScope = !decided && (offTopic || unfamiliar);
 
     if (outOfScope) {
+      // Unknown words alone are weak evidence (a name or a street the caller just gave): below the
+      // usual reconcile threshold, so detect runs again once capture has them as slots.
       return {
         category: null,
-        confidence: offTopic ? 0.8 : 0.6,
+        confidence: offTopic ? 0.8 : 0.5,
         flags: { emergency, wantsHuman, goodbye, outOfScope },
       };
     }

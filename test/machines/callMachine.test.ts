@@ -3,7 +3,7 @@
  * and a SimulatedClock. After every test the actor must not have errored.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import type { CallPolicy } from '../../machines/callMachine.ts';
+import type { CallEmitted, CallPolicy } from '../../machines/callMachine.ts';
 import type {
   CaptureResult,
   LlmAnswer,
@@ -66,7 +66,7 @@ const is = (
 ) => h.actor.getSnapshot().matches(value);
 const lastTurn = (h: CallHarness) => turns(h).at(-1)!;
 const lastSpoken = (h: CallHarness) => h.spoken.at(-1)!;
-const emittedOf = <T extends string>(h: CallHarness, type: T) => h.emitted.filter((e) => e.type === type);
+const emittedOf = (h: CallHarness, type: CallEmitted['type']) => h.emitted.filter((e) => e.type === type);
 
 const miss = tier(0.3, null);
 const cold: WarmupDecision = { warm: false, reason: 'confidence-high-enough', durationMs: 0 };
@@ -95,7 +95,7 @@ describe('call start', () => {
     expect(is(h, { conversation: 'listening' })).toBe(true);
   });
 
-  it('fails the call when Twilio never starts the stream', async () => {
+  it('fails the call when Twilio never starts the stream', () => {
     const h = call();
     h.clock.increment(policy.startTimeoutMs - 1);
     expect(is(h, 'awaitingStart')).toBe(true);
@@ -302,7 +302,7 @@ describe('speculative warmup', () => {
     await say(h, 'hello');
     expect(h.calls.warmupGate).toBeUndefined();
     expect(h.calls.llm).toEqual([expect.objectContaining({ mode: 'tier3' })]);
-    expect(lastTurn(h)).toMatchObject({ tier: 3, warmup: 'none', warmupReason: 'warmup-disabled' });
+    expect(lastTurn(h)).toMatchObject({ tier: 3, warmup: 'skipped', warmupReason: 'warmup-disabled' });
   });
 });
 
@@ -594,6 +594,17 @@ describe('transfer and hang-up', () => {
     expect(h.actor.getSnapshot().value).toBe('ended');
   });
 
+  it('DTMF 0 during the greeting goes straight to the transfer line', () => {
+    const h = call({ autoPlaybackDone: false });
+    h.actor.send({ type: 'twilio.start', callSid: 'CA-1' });
+    h.actor.send({ type: 'caller.dtmf', digit: '0' });
+    expect(h.stopped).toEqual([expect.objectContaining({ text: policy.greeting })]);
+    expect(lastSpoken(h)).toMatchObject({ text: policy.transferLine, interruptible: false });
+    h.finishPlayback();
+    expect(h.emitted).toContainEqual({ type: 'call.transfer', reason: 'transfer' });
+    expect(h.actor.getSnapshot().value).toBe('ended');
+  });
+
   it('hangs up after playing a scenario reply that ends the call', async () => {
     const h = call({ tier1: () => tier(0.9, 'goodbye', { endsCall: true }) });
     await connect(h);
@@ -676,7 +687,7 @@ describe('stream stop and failures', () => {
     const h = call({ autoPlaybackDone: false });
     h.actor.send({ type: 'twilio.start', callSid: 'CA-1' });
     const [speaker] = Object.values(h.actor.getSnapshot().children);
-    speaker!.send(SPEAKER_FAILED as never);
+    speaker!.send(SPEAKER_FAILED);
     await settle();
     expect(h.actor.getSnapshot().value).toBe('failed');
     expect(h.emitted).toContainEqual({ type: 'call.failed', reason: 'speaker-failed' });

@@ -3,7 +3,7 @@
  * recorder for emitted events and spoken lines, and helpers to drive a call.
  */
 import { createActor, fromCallback, fromPromise, SimulatedClock } from 'xstate';
-import type { Actor, AnyStateNode, AnyTransitionDefinition, EventObject } from 'xstate';
+import type { Actor, AnyStateNode, AnyTransitionDefinition } from 'xstate';
 import { callMachine } from '../../machines/callMachine.ts';
 import type {
   CallEmitted,
@@ -119,8 +119,9 @@ export const SPEAKER_FAILED = { type: 'test.speakerFailed' } as const;
 /** A stable name for one transition of the machine: `<source id> <event>#<index among that event's transitions>`. */
 export function transitionKey(t: AnyTransitionDefinition): string {
   const source: AnyStateNode = t.source;
-  const siblings = t.eventType === '' ? (source.always ?? []) : (source.transitions.get(t.eventType) ?? []);
-  return `${source.id} ${t.eventType === '' ? 'always' : t.eventType}#${siblings.indexOf(t)}`;
+  const eventType = t.eventType as string;
+  const siblings = eventType === '' ? (source.always ?? []) : (source.transitions.get(eventType) ?? []);
+  return `${source.id} ${eventType === '' ? 'always' : eventType}#${siblings.indexOf(t)}`;
 }
 
 export function answer(text: string, durationMs = 400): LlmAnswer {
@@ -175,8 +176,9 @@ export function startCall(
   // On SPEAKER_FAILED the speaker stops playing and fails: the call gets xstate.error.actor.<id>.
   const failableSpeaker: typeof speaker = Object.assign(Object.create(null) as typeof speaker, speaker, {
     transition: (...[state, event, scope]: Parameters<typeof speaker.transition>) => {
-      if ((event as EventObject).type !== SPEAKER_FAILED.type) return speaker.transition(state, event, scope);
-      speaker.transition(state, { type: 'xstate.stop' } as EventObject as typeof event, scope); // cleanup
+      const type: string = event.type;
+      if (type !== SPEAKER_FAILED.type) return speaker.transition(state, event, scope);
+      speaker.transition(state, { type: 'xstate.stop' } as unknown as typeof event, scope); // cleanup
       return { ...state, status: 'error' as const, error: new Error('speaker failed') };
     },
   });

@@ -1,0 +1,254 @@
+/**
+ * The engine under test, in its own process (started by `npm run bench` with --expose-gc): the real
+ * app through startApp on port 0, a temporary data folder, LLM calls to the fake provider process,
+ * embeddings with a fixed provider latency, and the onTurn hook collecting every answered turn.
+ * It keeps the samples in memory and hands them over when the orchestrator asks, so measuring costs
+ * the engine one array push per turn.
+ */
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
+import { pino } from 'pino';
+import { fromPromise } from 'xstate';
+import type { CallMachine, DetectInput, TurnInput } from '../../machines/callMachine.ts';
+import type { CaptureResult, Situation } from '../../machines/types.ts';
+import { startApp } from '../app.ts';
+import type { Engine } from '../calls/engine.ts';
+import { loadEnv } from '../config/env.ts';
+import { createLogger } from '../observability/logger.ts';
+import type { Embedder } from '../providers/embeddings/embedder.ts';
+import { createLocalEmbedder } from '../routing/localEmbedder.ts';
+import type { LocalEmbedder } from '../routing/localEmbedder.ts';
+import type { EngineChildConfig, EngineRequest, MemorySample, TurnSample } from './protocol.ts';
+import { serveParent } from './protocol.ts';
+
+const config = JSON.parse(process.env['BENCH_ENGINE_CONFIG'] ?? '{}') as EngineChildConfig;
+
+function abortError(): Error {
+  const err = new Error('The embedding request was aborted');
+  err.name = 'AbortError';
+  return err;
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(abortError());
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(abortError());
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/**
+ * The local embedder (so Tier 2 answers what it would in production, fitted to the template as the
+ * engine fits it) plus a fixed provider latency per call, without a cache: every Tier 2 turn waits
+ * the full latency, as with a remote embeddings API on a cache miss.
+ */
+function delayedEmbedder(inner: LocalEmbedder, delayMs: number): LocalEmbedder {
+  return {
+    id: `${inner.id}+${delayMs}ms`,
+    dimensions: inner.dimensions,
+    embedSync: (text) => inner.embedSync(text),
+    async embed(texts, signal) {
+      await sleep(delayMs, signal);
+      return inner.embed(texts, signal);
+    },
+    fit: (corpus) => delayedEmbedder(inner.fit(corpus), delayMs),
+  };
+}
+
+/**
+ * The sequential baseline, built here so production code stays untouched: for calls of
+ * `companyId`, the capture actor runs capture and then detect (with the slots capture found) and
+ * the detect actor waits for that; the reconcile re-detect never fires (detect already saw the new
+ * slots). The capture stage then reports the wall time and provider time of both steps, so the
+ * machine's critical-path provider time stays right. Other companies get exactly the engine's own
+ * implementations.
+ */
+function withSequentialCompany(engine: Engine, companyId: string): CallMachine {
+  const base = engine.machine;
+  const needsRedetect = base.implementations.guards['needsRedetect'];
+  if (typeof needsRedetect !== 'function') throw new Error('bench: the needsRedetect guard is not a function');
+  const understanding = (id: string) => {
+    const runtime = engine.company(id);
+    if (runtime === undefined) throw new Error(`bench: unknown company ${id}`);
+    return runtime.understanding;
+  };
+  const pipelines = new Map<string, Promise<{ capture: CaptureResult; detect: Situation }>>();
+  const pipeline = (input: TurnInput, signal: AbortSignal) => {
+    const key = `${input.callId}#${input.turn}`;
+    let running = pipelines.get(key);
+    if (running === undefined) {
+      const u = understanding(input.companyId);
+      running = (async () => {
+        const started = performance.now();
+        const capture = await u.capture(input, signal);
+        const detect = await u.detect({ ...input, slots: capture.slots, pass: 'first' }, signal);
+        return {
+          capture: {
+            ...capture,
+            providerMs: capture.providerMs + detect.providerMs,
+            durationMs: performance.now() - started,
+          },
+          detect,
+        };
+      })();
+      pipelines.set(key, running);
+      running.then(
+        () => pipelines.delete(key),
+        () => pipelines.delete(key),
+      );
+    }
+    return running;
+  };
+  return base.provide({
+    actors: {
+      capture: fromPromise<CaptureResult, TurnInput>(async ({ input, signal }) =>
+        input.companyId === companyId
+          ? (await pipeline(input, signal)).capture
+          : understanding(input.companyId).capture(input, signal),
+      ),
+      detect: fromPromise<Situation, DetectInput>(async ({ input, signal }) =>
+        input.companyId === companyId && input.pass === 'first'
+          ? (await pipeline(input, signal)).detect
+          : understanding(input.companyId).detect(input, signal),
+      ),
+    },
+    guards: {
+      needsRedetect: (args, params) =>
+        args.context.companyId === companyId ? false : needsRedetect(args, params),
+    },
+  });
+}
+
+let turns: TurnSample[] = [];
+let windowStart = performance.now();
+let cpuStart = process.cpuUsage();
+let eluStart = performance.eventLoopUtilization();
+const LOOP_DELAY_RESOLUTION_MS = 10;
+const loopDelay = monitorEventLoopDelay({ resolution: LOOP_DELAY_RESOLUTION_MS });
+let live = { min: Number.POSITIVE_INFINITY, sum: 0, samples: 0, max: 0 };
+
+const log = createLogger(config.logLevel, pino.destination({ dest: '/dev/null', sync: true }));
+const embedder: Embedder = delayedEmbedder(createLocalEmbedder(), config.embeddingMs);
+const app = await startApp(
+  loadEnv({
+    PORT: '0',
+    HOST: '127.0.0.1',
+    DATA_DIR: config.dataDir,
+    LOG_LEVEL: config.logLevel,
+    OPENAI_API_KEY: 'sk-bench',
+    OPENAI_BASE_URL: config.openaiBaseURL,
+  }),
+  {
+    log,
+    embedder,
+    relay: { playbackMsPerChar: config.playbackMsPerChar },
+    onTurn: ({ record, latencyMs, engineMs }) => {
+      const t = record.timings;
+      turns.push({
+        latencyMs,
+        engineMs,
+        providerMs: t.providerMs,
+        captureMs: t.captureMs,
+        detectMs: t.detectMs,
+        redetectMs: t.redetectMs,
+        tier1Ms: t.tier1Ms,
+        warmupGateMs: t.warmupGateMs,
+        tier2Ms: t.tier2Ms,
+        tier3Ms: t.tier3Ms,
+        fallbackMs: t.fallbackMs,
+        tier: record.tier,
+        warmup: record.warmup,
+        warmupReason: record.warmupReason,
+        reconciled: record.reconciled,
+        fallbackKind: record.fallbackKind,
+      });
+    },
+  },
+);
+// The engine hands `machine` to every new call; swapping it here changes only calls opened later.
+Object.defineProperty(app.engine, 'machine', {
+  value: withSequentialCompany(app.engine, config.sequentialCompanyId),
+});
+
+const sampler = setInterval(() => {
+  const n = app.engine.liveCalls;
+  live.min = Math.min(live.min, n);
+  live.max = Math.max(live.max, n);
+  live.sum += n;
+  live.samples += 1;
+}, 100);
+sampler.unref();
+
+const gc = (globalThis as { gc?: () => void }).gc;
+
+async function memory(): Promise<MemorySample> {
+  if (gc === undefined) throw new Error('run the engine with --expose-gc');
+  for (let i = 0; i < 4; i++) {
+    gc();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  const m = process.memoryUsage();
+  return {
+    liveCalls: app.engine.liveCalls,
+    heapUsed: m.heapUsed,
+    heapTotal: m.heapTotal,
+    rss: m.rss,
+    external: m.external,
+    arrayBuffers: m.arrayBuffers,
+  };
+}
+
+serveParent<EngineRequest>(async (request) => {
+  switch (request.type) {
+    case 'phase':
+      turns = [];
+      windowStart = performance.now();
+      cpuStart = process.cpuUsage();
+      eluStart = performance.eventLoopUtilization();
+      loopDelay.reset();
+      loopDelay.enable();
+      live = { min: Number.POSITIVE_INFINITY, sum: 0, samples: 0, max: 0 };
+      return { type: 'phase' };
+    case 'collect': {
+      const durationMs = performance.now() - windowStart;
+      const cpu = process.cpuUsage(cpuStart);
+      const elu = performance.eventLoopUtilization(eluStart);
+      loopDelay.disable();
+      const window = {
+        durationMs,
+        turns,
+        liveCalls: {
+          min: live.samples === 0 ? app.engine.liveCalls : live.min,
+          mean: live.samples === 0 ? app.engine.liveCalls : live.sum / live.samples,
+          max: live.samples === 0 ? app.engine.liveCalls : live.max,
+        },
+        cpuCorePct: ((cpu.user + cpu.system) / 1000 / durationMs) * 100,
+        eventLoopUtilization: elu.utilization,
+        // The histogram counts the sampling interval itself; what is left is the lateness.
+        loopDelayMs: {
+          p50: Math.max(0, loopDelay.percentile(50) / 1e6 - LOOP_DELAY_RESOLUTION_MS),
+          p99: Math.max(0, loopDelay.percentile(99) / 1e6 - LOOP_DELAY_RESOLUTION_MS),
+          max: Math.max(0, loopDelay.max / 1e6 - LOOP_DELAY_RESOLUTION_MS),
+        },
+      };
+      turns = [];
+      return { type: 'collect', window };
+    }
+    case 'status':
+      return { type: 'status', liveCalls: app.engine.liveCalls };
+    case 'memory':
+      return { type: 'memory', memory: await memory() };
+    case 'stop':
+      await app.close();
+      setImmediate(() => process.exit(0));
+      return { type: 'stop' };
+  }
+});
+
+process.send?.({ type: 'ready', url: app.server.url, pid: process.pid });

@@ -1,0 +1,191 @@
+/**
+ * What the benchmark's processes say to each other over Node's IPC channel: the orchestrator
+ * (src/cli/bench.ts, which is also the load generator) asks, the engine and fake-provider children
+ * answer. Every request carries an id that its answer repeats.
+ */
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import type { AnsweredBy, FallbackKind, WarmupOutcome } from '../../machines/types.ts';
+
+/** One answered turn as the engine's onTurn hook saw it (stage timings in ms, null = not run). */
+export interface TurnSample {
+  readonly latencyMs: number;
+  readonly engineMs: number;
+  readonly providerMs: number;
+  readonly captureMs: number | null;
+  readonly detectMs: number | null;
+  readonly redetectMs: number | null;
+  readonly tier1Ms: number | null;
+  readonly warmupGateMs: number | null;
+  readonly tier2Ms: number | null;
+  readonly tier3Ms: number | null;
+  readonly fallbackMs: number | null;
+  readonly tier: AnsweredBy;
+  readonly warmup: WarmupOutcome;
+  readonly warmupReason: string | null;
+  readonly reconciled: boolean;
+  readonly fallbackKind: FallbackKind | null;
+}
+
+/** Engine-process figures over one measurement window. */
+export interface EngineWindow {
+  readonly durationMs: number;
+  readonly turns: readonly TurnSample[];
+  /** engine.liveCalls sampled every 100 ms. */
+  readonly liveCalls: { readonly min: number; readonly mean: number; readonly max: number };
+  /** CPU time of the engine process (user + system) as a share of one core. */
+  readonly cpuCorePct: number;
+  /** Event-loop utilisation (0..1) over the window. */
+  readonly eventLoopUtilization: number;
+  /** Event-loop delay in ms: how late a 10 ms sampling timer fired (the interval itself removed). */
+  readonly loopDelayMs: { readonly p50: number; readonly p99: number; readonly max: number };
+}
+
+export interface MemorySample {
+  readonly liveCalls: number;
+  readonly heapUsed: number;
+  readonly heapTotal: number;
+  readonly rss: number;
+  readonly external: number;
+  readonly arrayBuffers: number;
+}
+
+export type EngineRequest =
+  | { readonly id: number; readonly type: 'phase' }
+  | { readonly id: number; readonly type: 'collect' }
+  | { readonly id: number; readonly type: 'status' }
+  | { readonly id: number; readonly type: 'memory' }
+  | { readonly id: number; readonly type: 'stop' };
+
+export type EngineAnswer =
+  | { readonly id: number; readonly type: 'phase' }
+  | { readonly id: number; readonly type: 'collect'; readonly window: EngineWindow }
+  | { readonly id: number; readonly type: 'status'; readonly liveCalls: number }
+  | { readonly id: number; readonly type: 'memory'; readonly memory: MemorySample }
+  | { readonly id: number; readonly type: 'stop' };
+
+export type FakeChildRequest =
+  | { readonly id: number; readonly type: 'stats' }
+  | { readonly id: number; readonly type: 'stop' };
+
+export type FakeChildAnswer =
+  | {
+      readonly id: number;
+      readonly type: 'stats';
+      readonly requests: number;
+      readonly cpuCorePct: number;
+      readonly windowMs: number;
+    }
+  | { readonly id: number; readonly type: 'stop' };
+
+/** The first message a child sends once it is listening. */
+export interface ReadyMessage {
+  readonly type: 'ready';
+  readonly url: string;
+  readonly pid: number;
+}
+
+/** Configuration handed to the engine child (JSON in BENCH_ENGINE_CONFIG). */
+export interface EngineChildConfig {
+  readonly dataDir: string;
+  readonly openaiBaseURL: string;
+  readonly embeddingMs: number;
+  readonly logLevel: string;
+  readonly playbackMsPerChar: number;
+  /** Company whose calls run capture then detect (the sequential baseline). */
+  readonly sequentialCompanyId: string;
+}
+
+/** Configuration handed to the fake-provider child (JSON in BENCH_FAKE_CONFIG). */
+export interface FakeChildConfig {
+  /** A company and template to answer capture and detect for (with the engine's own rules). */
+  readonly companyFile: string;
+  readonly templateFile: string;
+  readonly understandingMs: number;
+  readonly firstTokenMs: number;
+  readonly tokenIntervalMs: number;
+}
+
+/** A child process started with an IPC channel, optionally pinned to CPUs with taskset. */
+export class Child<Req extends { id: number; type: string }, Ans extends { id: number; type: string }> {
+  readonly name: string;
+  readonly process: ChildProcess;
+  readonly ready: Promise<ReadyMessage>;
+  #nextId = 1;
+  readonly #pending = new Map<number, (answer: Ans) => void>();
+
+  constructor(
+    name: string,
+    script: string,
+    options: { execArgv?: readonly string[]; env?: Record<string, string>; cpus?: string | null },
+  ) {
+    this.name = name;
+    const nodeArgs = [...(options.execArgv ?? []), script];
+    const [command, args] =
+      options.cpus === null || options.cpus === undefined
+        ? [process.execPath, nodeArgs]
+        : ['taskset', ['-c', options.cpus, process.execPath, ...nodeArgs]];
+    this.process = spawn(command, args, {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      env: { ...process.env, ...options.env },
+    });
+    this.ready = new Promise<ReadyMessage>((resolve, reject) => {
+      const onExit = (code: number | null) => reject(new Error(`${name} exited early (code ${code})`));
+      this.process.once('exit', onExit);
+      this.process.on('message', (raw) => {
+        const message = raw as ReadyMessage | Ans;
+        if (message.type === 'ready') {
+          this.process.off('exit', onExit);
+          resolve(message as ReadyMessage);
+          return;
+        }
+        const answer = message as Ans;
+        const waiter = this.#pending.get(answer.id);
+        this.#pending.delete(answer.id);
+        waiter?.(answer);
+      });
+    });
+  }
+
+  /** Sends a request and waits for the answer with the same id and type. */
+  request<T extends Req['type']>(type: T): Promise<Extract<Ans, { type: T }>> {
+    const id = this.#nextId++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(id);
+        reject(new Error(`${this.name}: no answer to ${type} within 60 s`));
+      }, 60_000);
+      this.#pending.set(id, (answer) => {
+        clearTimeout(timer);
+        resolve(answer as Extract<Ans, { type: T }>);
+      });
+      this.process.send({ id, type });
+    });
+  }
+
+  /** Asks the child to stop, then kills it if it has not exited within `graceMs`. */
+  async stop(graceMs = 10_000): Promise<void> {
+    if (this.process.exitCode !== null || this.process.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => this.process.once('exit', () => resolve()));
+    await Promise.race([this.request('stop').catch(() => undefined), exited]);
+    const timer = setTimeout(() => this.process.kill('SIGKILL'), graceMs);
+    await exited;
+    clearTimeout(timer);
+  }
+}
+
+/** Answers requests in a child: `handle` returns the answer without the id. */
+export function serveParent<Req extends { id: number; type: string }>(
+  handle: (request: Req) => Promise<Record<string, unknown> & { type: string }>,
+): void {
+  process.on('message', (raw) => {
+    const request = raw as Req;
+    handle(request).then(
+      (answer) => process.send?.({ ...answer, id: request.id }),
+      (err: unknown) => {
+        process.stderr.write(`bench child: ${request.type} failed: ${String(err)}\n`);
+        process.exit(1);
+      },
+    );
+  });
+}

@@ -1,0 +1,318 @@
+/** The benchmark's result shape and its text rendering. */
+import type { MemorySample } from './protocol.ts';
+import type { Summary } from './stats.ts';
+
+export const STAGES = [
+  'capture',
+  'detect',
+  'redetect',
+  'tier1',
+  'warmupGate',
+  'tier2',
+  'tier3',
+  'fallback',
+  'provider',
+  'turn',
+] as const;
+export type Stage = (typeof STAGES)[number];
+
+export interface LevelResult {
+  readonly calls: number;
+  readonly windowS: number;
+  readonly turns: number;
+  readonly turnsPerSec: number;
+  readonly liveCalls: { readonly min: number; readonly mean: number; readonly max: number };
+  readonly callsPlaced: number;
+  readonly callsCompleted: number;
+  readonly errors: Record<string, number>;
+  /** Turns that ended in the technicalIssue fallback (turn timeout or LLM failure). */
+  readonly technicalFallbacks: number;
+  readonly tiers: Record<string, number>;
+  readonly warmup: Record<string, number>;
+  readonly reconcileRate: number | null;
+  readonly stages: Record<Stage, Summary>;
+  readonly engineOverheadMs: Summary;
+  /** The same, split by who answered the turn. */
+  readonly engineOverheadByTierMs: Record<string, Summary>;
+  readonly clientRoundTripMs: Summary;
+  readonly engineCpuCorePct: number;
+  readonly engineEventLoopUtilization: number;
+  readonly engineLoopDelayMs: { readonly p50: number; readonly p99: number; readonly max: number };
+  readonly fake: { readonly requestsPerSec: number; readonly cpuCorePct: number };
+  /** Engine onTurn records vs trace frames the callers received in the same window. */
+  readonly clientTurns: number;
+}
+
+export interface MemoryResult {
+  readonly calls: number;
+  readonly connected: number;
+  readonly failed: number;
+  readonly before: MemorySample;
+  readonly idle: MemorySample;
+  readonly after: MemorySample;
+  readonly perCallBytes: { readonly heapUsed: number; readonly rss: number; readonly external: number };
+  readonly leftAfterHangupPerCallBytes: { readonly heapUsed: number };
+}
+
+export interface ArmResult {
+  readonly name: string;
+  readonly turns: number;
+  readonly tiers: Record<string, number>;
+  readonly warmup: Record<string, number>;
+  readonly reconcileRate: number | null;
+  readonly latencyMs: Summary;
+  readonly understandingMs: Summary;
+  readonly errors: Record<string, number>;
+}
+
+export interface AbResult {
+  readonly windowS: number;
+  readonly callersPerArm: number;
+  readonly engineTurns: number;
+  readonly clientTurns: number;
+  readonly engineCpuCorePct: number;
+  /** (a) Tier-3 turns only, rule understanding. */
+  readonly warmupOn: ArmResult;
+  readonly warmupOff: ArmResult;
+  readonly warmupRatio: { readonly p50: number | null; readonly p95: number | null };
+  /** (b) all turns of the main mix, LLM understanding. */
+  readonly parallel: ArmResult;
+  readonly sequential: ArmResult;
+  readonly parallelRatio: {
+    readonly turnP50: number | null;
+    readonly turnP95: number | null;
+    readonly understandingP50: number | null;
+    readonly understandingP95: number | null;
+  };
+}
+
+export interface BenchResult {
+  readonly machine: {
+    readonly cpus: number;
+    readonly cpuModel: string;
+    readonly memoryGiB: number;
+    readonly node: string;
+    readonly platform: string;
+    readonly date: string;
+  };
+  readonly config: Record<string, unknown>;
+  readonly levels: readonly LevelResult[];
+  readonly memory: MemoryResult | null;
+  readonly ab: AbResult | null;
+  readonly durationS: number;
+}
+
+function ms(x: number | null | undefined): string {
+  if (x === null || x === undefined) return '-';
+  if (x < 10) return x.toFixed(2);
+  if (x < 100) return x.toFixed(1);
+  return x.toFixed(0);
+}
+
+function pct(x: number | null): string {
+  return x === null ? '-' : `${(x * 100).toFixed(1)}%`;
+}
+
+function kib(bytes: number): string {
+  return `${(bytes / 1024).toFixed(1)} KiB`;
+}
+
+function mib(bytes: number): string {
+  return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+function x(r: number | null): string {
+  return r === null ? '-' : `${r.toFixed(2)}×`;
+}
+
+/** Left-aligned first column, right-aligned others. */
+function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: readonly string[]) =>
+    cells
+      .map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0)))
+      .join('  ')
+      .trimEnd();
+  return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
+}
+
+function shares(counts: Record<string, number>): string {
+  const total = Object.values(counts).reduce((s, n) => s + n, 0);
+  if (total === 0) return '-';
+  return Object.entries(counts)
+    .sort((a, b) => b[1] - a[1])
+    .map(([k, n]) => `${k} ${((n / total) * 100).toFixed(0)}%`)
+    .join(', ');
+}
+
+function errorsText(errors: Record<string, number>): string {
+  const entries = Object.entries(errors);
+  return entries.length === 0 ? '0' : entries.map(([k, n]) => `${n}× ${k}`).join('; ');
+}
+
+export function formatReport(r: BenchResult): string {
+  const out: string[] = [];
+  const m = r.machine;
+  out.push(
+    `Switchboard benchmark — ${m.date}`,
+    `machine: ${m.cpus} CPUs (${m.cpuModel}), ${m.memoryGiB.toFixed(0)} GiB, Node ${m.node}, ${m.platform}`,
+    `config: ${Object.entries(r.config)
+      .map(([k, v]) => `${k}=${Array.isArray(v) ? v.join('-') : String(v)}`)
+      .join(' ')}`,
+    '',
+  );
+
+  if (r.levels.length > 0) {
+    out.push('Engine overhead = turn latency − provider time on the critical path (engine onTurn), ms');
+    out.push(
+      table(
+        ['calls', 'turns', 'p50', 'p95', 'p99', 'max', 'engine CPU', 'ELU', 'loop delay p99'],
+        r.levels.map((l) => [
+          String(l.calls),
+          String(l.turns),
+          ms(l.engineOverheadMs.p50),
+          ms(l.engineOverheadMs.p95),
+          ms(l.engineOverheadMs.p99),
+          ms(l.engineOverheadMs.max),
+          `${l.engineCpuCorePct.toFixed(0)}%`,
+          l.engineEventLoopUtilization.toFixed(2),
+          ms(l.engineLoopDelayMs.p99),
+        ]),
+      ),
+      '',
+    );
+
+    out.push('Engine overhead by who answered, ms (p50/p95/p99, n)');
+    const tierNames = ['tier1', 'tier2', 'tier3', 'fallback'];
+    out.push(
+      table(
+        ['calls', ...tierNames],
+        r.levels.map((l) => [
+          String(l.calls),
+          ...tierNames.map((t) => {
+            const v = l.engineOverheadByTierMs[t];
+            return v === undefined || v.n === 0 ? '-' : `${ms(v.p50)}/${ms(v.p95)}/${ms(v.p99)} (${v.n})`;
+          }),
+        ]),
+      ),
+      '',
+    );
+
+    out.push('Calls sustained (measurement window after ramp-up)');
+    out.push(
+      table(
+        [
+          'calls',
+          'window s',
+          'live min/mean/max',
+          'turns/s',
+          'calls placed/done',
+          'errors',
+          'tech. fallbacks',
+          'caller RTT p50/p95/p99 ms',
+        ],
+        r.levels.map((l) => [
+          String(l.calls),
+          l.windowS.toFixed(1),
+          `${l.liveCalls.min}/${l.liveCalls.mean.toFixed(0)}/${l.liveCalls.max}`,
+          l.turnsPerSec.toFixed(1),
+          `${l.callsPlaced}/${l.callsCompleted}`,
+          errorsText(l.errors),
+          String(l.technicalFallbacks),
+          `${ms(l.clientRoundTripMs.p50)}/${ms(l.clientRoundTripMs.p95)}/${ms(l.clientRoundTripMs.p99)}`,
+        ]),
+      ),
+      '',
+    );
+
+    out.push('Who answered, warmup outcome, reconcile rate');
+    out.push(
+      table(
+        ['calls', 'tiers', 'warmup', 'reconciled', 'fake LLM req/s', 'fake CPU'],
+        r.levels.map((l) => [
+          String(l.calls),
+          shares(l.tiers),
+          shares(l.warmup),
+          pct(l.reconcileRate),
+          l.fake.requestsPerSec.toFixed(0),
+          `${l.fake.cpuCorePct.toFixed(0)}%`,
+        ]),
+      ),
+      '',
+    );
+
+    for (const l of r.levels) {
+      out.push(`Per-stage latency at ${l.calls} calls, ms (engine onTurn, ${l.turns} turns)`);
+      out.push(
+        table(
+          ['stage', 'n', 'p50', 'p95', 'p99', 'max'],
+          STAGES.map((s) => {
+            const v = l.stages[s];
+            return [s, String(v.n), ms(v.p50), ms(v.p95), ms(v.p99), ms(v.max)];
+          }),
+        ),
+        '',
+      );
+    }
+  }
+
+  if (r.memory !== null) {
+    const mem = r.memory;
+    out.push(
+      `Memory per live call (engine process after forced GC; ${mem.connected} idle calls connected, ${mem.failed} failed)`,
+    );
+    out.push(
+      table(
+        ['state', 'live calls', 'heapUsed', 'rss', 'external'],
+        [
+          ['no calls', mem.before],
+          ['idle calls', mem.idle],
+          ['after hang-up', mem.after],
+        ].map(([name, s]) => {
+          const sample = s as MemorySample;
+          return [
+            name as string,
+            String(sample.liveCalls),
+            mib(sample.heapUsed),
+            mib(sample.rss),
+            mib(sample.external),
+          ];
+        }),
+      ),
+      `per live call: heap ${kib(mem.perCallBytes.heapUsed)}, RSS ${kib(mem.perCallBytes.rss)}, external ${kib(mem.perCallBytes.external)}; ` +
+        `heap left after hang-up: ${kib(mem.leftAfterHangupPerCallBytes.heapUsed)} per call`,
+      '',
+    );
+  }
+
+  if (r.ab !== null) {
+    const ab = r.ab;
+    const arm = (a: ArmResult, understanding: boolean) => [
+      a.name,
+      String(a.latencyMs.n),
+      ms(a.latencyMs.p50),
+      ms(a.latencyMs.p95),
+      ms(a.latencyMs.p99),
+      ...(understanding ? [ms(a.understandingMs.p50), ms(a.understandingMs.p95), pct(a.reconcileRate)] : []),
+      shares(a.warmup),
+    ];
+    out.push(
+      `Side by side, same run (${ab.callersPerArm} callers per arm, all arms at once, ${ab.windowS.toFixed(0)} s; ` +
+        `engine saw ${ab.engineTurns} turns, callers ${ab.clientTurns})`,
+      '(a) Tier-3 turns, rule understanding: warmup on vs off — turn latency, ms',
+      table(['arm', 'n', 'p50', 'p95', 'p99', 'warmup'], [arm(ab.warmupOn, false), arm(ab.warmupOff, false)]),
+      `on/off: p50 ${x(ab.warmupRatio.p50)}, p95 ${x(ab.warmupRatio.p95)}`,
+      '',
+      '(b) LLM capture/detect: parallel with reconcile vs sequential — all turns, ms',
+      table(
+        ['arm', 'n', 'turn p50', 'turn p95', 'turn p99', 'underst. p50', 'underst. p95', 'reconciled', 'warmup'],
+        [arm(ab.parallel, true), arm(ab.sequential, true)],
+      ),
+      `parallel/sequential: turn p50 ${x(ab.parallelRatio.turnP50)}, p95 ${x(ab.parallelRatio.turnP95)}; ` +
+        `understanding p50 ${x(ab.parallelRatio.understandingP50)}, p95 ${x(ab.parallelRatio.understandingP95)}`,
+      '',
+    );
+  }
+  out.push(`total ${r.durationS.toFixed(0)} s`);
+  return out.join('\n');
+}

@@ -1,0 +1,484 @@
+/**
+ * `npm run bench`: concurrent simulated callers over the ConversationRelay protocol, on loopback,
+ * against the real server, with fake providers of fixed, production-like latency.
+ *
+ * Three processes: this one (orchestrator and load generator), the engine (src/bench/engineProcess.ts,
+ * startApp on port 0 with a temporary data folder, run with --expose-gc) and the fake LLM provider
+ * (src/bench/fakeProviders.ts). On a machine with two or more CPUs the engine is pinned to CPU 0 and
+ * the other two to CPU 1 (taskset), so callers and fakes do not steal the engine's core.
+ *
+ * Phases: warm-up → memory per idle call → load levels (engine overhead, per-stage latency, calls
+ * sustained) → side-by-side arms (warmup on/off, parallel/sequential understanding).
+ *
+ *   npm run bench                       # ≈ 3 minutes: 50, 200, 500 calls
+ *   npm run bench -- --quick            # ≈ 1 minute, smaller
+ *   npm run bench -- --calls 500 --duration 30 --json
+ *
+ * See docs/BENCHMARKS.md for how to read the figures.
+ */
+import { execFileSync } from 'node:child_process';
+import { rm } from 'node:fs/promises';
+import os from 'node:os';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import type { ClientSample, ArmStats } from '../bench/loadGenerator.ts';
+import { Load, connectIdle } from '../bench/loadGenerator.ts';
+import type {
+  EngineAnswer,
+  EngineChildConfig,
+  EngineRequest,
+  EngineWindow,
+  FakeChildAnswer,
+  FakeChildConfig,
+  FakeChildRequest,
+  TurnSample,
+} from '../bench/protocol.ts';
+import { Child } from '../bench/protocol.ts';
+import type { AbResult, ArmResult, BenchResult, LevelResult, MemoryResult, Stage } from '../bench/report.ts';
+import { STAGES, formatReport } from '../bench/report.ts';
+import { COMPANIES, MAIN_MIX, TIER3_ONLY, createDataDir } from '../bench/scenario.ts';
+import { countBy, ratio, summarize } from '../bench/stats.ts';
+import type { AnsweredBy, StageTimings } from '../../machines/types.ts';
+import { parseCli } from './args.ts';
+
+const USAGE = `usage: npm run bench -- [options]
+
+  --calls 50,200,500     concurrent calls per load level (one number or a list)
+  --duration 25          measurement window per level, seconds (after ramp-up)
+  --think 1000-3000      caller think time between a reply and the next utterance, ms
+  --memory-calls N       idle calls for the memory figure (default: the largest level)
+  --ab-callers 10        callers per arm in the side-by-side phase (4 arms run at once)
+  --ab-duration 20       side-by-side window, seconds
+  --embedding-ms 100     fake embeddings latency
+  --first-token-ms 400   fake LLM first-token latency (Tier 3, warmup)
+  --token-ms 15          fake LLM interval between streamed tokens
+  --understanding-ms 150 fake LLM latency of capture/detect (JSON answers)
+  --log-level info       engine log level (written to /dev/null)
+  --skip memory,ab       leave phases out (warmup, memory, load, ab)
+  --no-pin               do not pin processes to CPUs
+  --quick                small and short (levels 10,50; 5 s windows)
+  --json                 print the result as JSON instead of tables
+`;
+
+const ENGINE_SCRIPT = fileURLToPath(new URL('../bench/engineProcess.ts', import.meta.url));
+const FAKE_SCRIPT = fileURLToPath(new URL('../bench/fakeProviders.ts', import.meta.url));
+
+type Engine = Child<EngineRequest, EngineAnswer>;
+type Fake = Child<FakeChildRequest, FakeChildAnswer>;
+
+function progress(message: string): void {
+  process.stderr.write(`[bench] ${message}\n`);
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+function numberFlag(value: string | undefined, fallback: number, name: string): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0) throw new Error(`--${name}: expected a number, got ${value}`);
+  return n;
+}
+
+async function waitForNoCalls(engine: Engine, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const { liveCalls } = await engine.request('status');
+    if (liveCalls === 0) return;
+    if (Date.now() > deadline) throw new Error(`${liveCalls} calls still live after ${timeoutMs} ms`);
+    await sleep(100);
+  }
+}
+
+function stageValue(t: TurnSample, stage: Stage): number | null {
+  switch (stage) {
+    case 'capture':
+      return t.captureMs;
+    case 'detect':
+      return t.detectMs;
+    case 'redetect':
+      return t.redetectMs;
+    case 'tier1':
+      return t.tier1Ms;
+    case 'warmupGate':
+      return t.warmupGateMs;
+    case 'tier2':
+      return t.tier2Ms;
+    case 'tier3':
+      return t.tier3Ms;
+    case 'fallback':
+      return t.fallbackMs;
+    case 'provider':
+      return t.providerMs;
+    case 'turn':
+      return t.latencyMs;
+  }
+}
+
+/** Wall time of the understanding step: the slower of capture and detect, plus the re-detect. */
+function understandingMs(t: Pick<StageTimings, 'captureMs' | 'detectMs' | 'redetectMs'>): number | null {
+  if (t.captureMs === null && t.detectMs === null) return null;
+  return Math.max(t.captureMs ?? 0, t.detectMs ?? 0) + (t.redetectMs ?? 0);
+}
+
+function tierName(tier: AnsweredBy): string {
+  return tier === 'fallback' ? 'fallback' : `tier${tier}`;
+}
+
+function reconcileRate(flags: readonly boolean[]): number | null {
+  return flags.length === 0 ? null : flags.filter(Boolean).length / flags.length;
+}
+
+function levelResult(
+  calls: number,
+  window: EngineWindow,
+  client: ArmStats,
+  fake: Extract<FakeChildAnswer, { type: 'stats' }>,
+): LevelResult {
+  const turns = window.turns;
+  const stages = Object.fromEntries(
+    STAGES.map((s) => [s, summarize(turns.map((t) => stageValue(t, s)))]),
+  ) as Record<Stage, ReturnType<typeof summarize>>;
+  return {
+    calls,
+    windowS: window.durationMs / 1000,
+    turns: turns.length,
+    turnsPerSec: turns.length / (window.durationMs / 1000),
+    liveCalls: window.liveCalls,
+    callsPlaced: client.callsStarted,
+    callsCompleted: client.callsCompleted,
+    errors: client.errors,
+    technicalFallbacks: turns.filter((t) => t.fallbackKind === 'technicalIssue').length,
+    tiers: countBy(turns, (t) => tierName(t.tier)),
+    warmup: countBy(turns, (t) => t.warmup),
+    reconcileRate: reconcileRate(turns.map((t) => t.reconciled)),
+    stages,
+    engineOverheadMs: summarize(turns.map((t) => t.engineMs)),
+    engineOverheadByTierMs: Object.fromEntries(
+      (['tier1', 'tier2', 'tier3', 'fallback'] as const).map((name) => [
+        name,
+        summarize(turns.filter((t) => tierName(t.tier) === name).map((t) => t.engineMs)),
+      ]),
+    ),
+    clientRoundTripMs: summarize(client.turns.map((s) => s.clientMs)),
+    engineCpuCorePct: window.cpuCorePct,
+    engineEventLoopUtilization: window.eventLoopUtilization,
+    engineLoopDelayMs: window.loopDelayMs,
+    fake: { requestsPerSec: fake.requests / (fake.windowMs / 1000), cpuCorePct: fake.cpuCorePct },
+    clientTurns: client.turns.length,
+  };
+}
+
+function armResult(name: string, stats: ArmStats | undefined, only?: (s: ClientSample) => boolean): ArmResult {
+  const samples = (stats?.turns ?? []).filter((s) => only?.(s) ?? true);
+  return {
+    name,
+    turns: samples.length,
+    tiers: countBy(samples, (s) => tierName(s.turn.tier)),
+    warmup: countBy(samples, (s) => s.turn.warmup),
+    reconcileRate: reconcileRate(samples.map((s) => s.turn.reconciled)),
+    latencyMs: summarize(samples.map((s) => s.turn.latencyMs)),
+    understandingMs: summarize(samples.map((s) => understandingMs(s.turn.timings))),
+    errors: stats?.errors ?? {},
+  };
+}
+
+interface Settings {
+  readonly levels: readonly number[];
+  readonly durationS: number;
+  readonly thinkMs: readonly [number, number];
+  readonly memoryCalls: number;
+  readonly abCallers: number;
+  readonly abDurationS: number;
+  readonly warmupS: number;
+  readonly embeddingMs: number;
+  readonly firstTokenMs: number;
+  readonly tokenMs: number;
+  readonly understandingMs: number;
+  readonly logLevel: string;
+  readonly skip: ReadonlySet<string>;
+  readonly pin: boolean;
+  readonly json: boolean;
+  readonly quick: boolean;
+}
+
+function settingsFrom(argv: string[]): Settings | null {
+  const { values } = parseCli(argv, {
+    calls: { type: 'string' },
+    duration: { type: 'string' },
+    think: { type: 'string' },
+    'memory-calls': { type: 'string' },
+    'ab-callers': { type: 'string' },
+    'ab-duration': { type: 'string' },
+    'embedding-ms': { type: 'string' },
+    'first-token-ms': { type: 'string' },
+    'token-ms': { type: 'string' },
+    'understanding-ms': { type: 'string' },
+    'log-level': { type: 'string', default: 'info' },
+    skip: { type: 'string', default: '' },
+    'no-pin': { type: 'boolean', default: false },
+    quick: { type: 'boolean', default: false },
+    json: { type: 'boolean', default: false },
+    help: { type: 'boolean', default: false },
+  });
+  if (values.help) return null;
+  const quick = values.quick;
+  const levels = (values.calls ?? (quick ? '10,50' : '50,200,500'))
+    .split(',')
+    .map((s) => numberFlag(s.trim(), 0, 'calls'))
+    .filter((n) => n > 0);
+  const [thinkMin, thinkMax] = (values.think ?? '1000-3000').split('-').map((s) => numberFlag(s, 0, 'think'));
+  return {
+    levels,
+    durationS: numberFlag(values.duration, quick ? 5 : 25, 'duration'),
+    thinkMs: [thinkMin ?? 1000, thinkMax ?? thinkMin ?? 3000],
+    memoryCalls: numberFlag(values['memory-calls'], Math.max(0, ...levels), 'memory-calls'),
+    abCallers: numberFlag(values['ab-callers'], quick ? 4 : 10, 'ab-callers'),
+    abDurationS: numberFlag(values['ab-duration'], quick ? 6 : 20, 'ab-duration'),
+    warmupS: quick ? 3 : 5,
+    embeddingMs: numberFlag(values['embedding-ms'], 100, 'embedding-ms'),
+    firstTokenMs: numberFlag(values['first-token-ms'], 400, 'first-token-ms'),
+    tokenMs: numberFlag(values['token-ms'], 15, 'token-ms'),
+    understandingMs: numberFlag(values['understanding-ms'], 150, 'understanding-ms'),
+    logLevel: values['log-level'],
+    skip: new Set(
+      values.skip
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s !== ''),
+    ),
+    pin: !values['no-pin'] && os.availableParallelism() >= 2,
+    json: values.json,
+    quick,
+  };
+}
+
+async function runLevel(
+  url: string,
+  engine: Engine,
+  fake: Fake,
+  s: Settings,
+  calls: number,
+): Promise<LevelResult> {
+  const rampMs = Math.min(s.quick ? 2000 : 5000, calls * 10);
+  progress(`load: ${calls} calls (ramp ${rampMs} ms, window ${s.durationS} s)`);
+  const load = new Load({
+    url,
+    arms: [{ name: 'main', number: COMPANIES.main.number, callers: calls, mix: MAIN_MIX }],
+    rampMs,
+    thinkMs: s.thinkMs,
+    replyTimeoutMs: 15_000,
+  });
+  await load.rampedUp;
+  await engine.request('phase');
+  await fake.request('stats');
+  load.reset();
+  await sleep(s.durationS * 1000);
+  const { window } = await engine.request('collect');
+  const fakeStats = await fake.request('stats');
+  const client = load.snapshot().get('main')!;
+  await load.stop();
+  await waitForNoCalls(engine);
+  const result = levelResult(calls, window, client, fakeStats);
+  progress(
+    `  ${result.turns} turns, ${result.turnsPerSec.toFixed(1)}/s, engine overhead p50/p95/p99 ` +
+      `${result.engineOverheadMs.p50?.toFixed(2)}/${result.engineOverheadMs.p95?.toFixed(2)}/${result.engineOverheadMs.p99?.toFixed(2)} ms`,
+  );
+  return result;
+}
+
+async function runMemory(url: string, engine: Engine, count: number): Promise<MemoryResult> {
+  progress(`memory: ${count} idle calls`);
+  await waitForNoCalls(engine);
+  const { memory: before } = await engine.request('memory');
+  const { calls, failed } = await connectIdle(url, COMPANIES.main.number, count);
+  // Let every greeting's playback timer run out, so each call sits in `listening`.
+  await sleep(1500);
+  const { memory: idle } = await engine.request('memory');
+  await Promise.all(calls.map((c) => c.close()));
+  await waitForNoCalls(engine);
+  await sleep(500);
+  const { memory: after } = await engine.request('memory');
+  const n = Math.max(1, idle.liveCalls - before.liveCalls);
+  const result: MemoryResult = {
+    calls: count,
+    connected: calls.length,
+    failed,
+    before,
+    idle,
+    after,
+    perCallBytes: {
+      heapUsed: (idle.heapUsed - before.heapUsed) / n,
+      rss: (idle.rss - before.rss) / n,
+      external: (idle.external - before.external) / n,
+    },
+    leftAfterHangupPerCallBytes: { heapUsed: (after.heapUsed - before.heapUsed) / n },
+  };
+  progress(
+    `  ${idle.liveCalls} live: heap ${(result.perCallBytes.heapUsed / 1024).toFixed(1)} KiB/call, ` +
+      `RSS ${(result.perCallBytes.rss / 1024).toFixed(1)} KiB/call`,
+  );
+  return result;
+}
+
+async function runAb(url: string, engine: Engine, s: Settings): Promise<AbResult> {
+  progress(`side by side: 4 arms × ${s.abCallers} callers, window ${s.abDurationS} s`);
+  const arm = (name: string, number: string, mix: typeof MAIN_MIX) => ({
+    name,
+    number,
+    callers: s.abCallers,
+    mix,
+  });
+  const load = new Load({
+    url,
+    arms: [
+      arm('warmup on', COMPANIES.warm.number, TIER3_ONLY),
+      arm('warmup off', COMPANIES.cold.number, TIER3_ONLY),
+      arm('parallel', COMPANIES.parallel.number, MAIN_MIX),
+      arm('sequential', COMPANIES.sequential.number, MAIN_MIX),
+    ],
+    rampMs: 1000,
+    thinkMs: s.thinkMs,
+    replyTimeoutMs: 15_000,
+  });
+  await load.rampedUp;
+  await engine.request('phase');
+  load.reset();
+  await sleep(s.abDurationS * 1000);
+  const { window } = await engine.request('collect');
+  const stats = load.snapshot();
+  await load.stop();
+  await waitForNoCalls(engine);
+  const tier3 = (x: ClientSample) => x.turn.tier === 3;
+  const warmupOn = armResult('warmup on', stats.get('warmup on'), tier3);
+  const warmupOff = armResult('warmup off', stats.get('warmup off'), tier3);
+  const parallel = armResult('parallel', stats.get('parallel'));
+  const sequential = armResult('sequential', stats.get('sequential'));
+  return {
+    windowS: window.durationMs / 1000,
+    callersPerArm: s.abCallers,
+    engineTurns: window.turns.length,
+    clientTurns: [...stats.values()].reduce((n, a) => n + a.turns.length, 0),
+    engineCpuCorePct: window.cpuCorePct,
+    warmupOn,
+    warmupOff,
+    warmupRatio: {
+      p50: ratio(warmupOn.latencyMs.p50, warmupOff.latencyMs.p50),
+      p95: ratio(warmupOn.latencyMs.p95, warmupOff.latencyMs.p95),
+    },
+    parallel,
+    sequential,
+    parallelRatio: {
+      turnP50: ratio(parallel.latencyMs.p50, sequential.latencyMs.p50),
+      turnP95: ratio(parallel.latencyMs.p95, sequential.latencyMs.p95),
+      understandingP50: ratio(parallel.understandingMs.p50, sequential.understandingMs.p50),
+      understandingP95: ratio(parallel.understandingMs.p95, sequential.understandingMs.p95),
+    },
+  };
+}
+
+async function main(): Promise<number> {
+  const s = settingsFrom(process.argv.slice(2));
+  if (s === null) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  const startedAt = performance.now();
+  const { dataDir, companyFile, templateFile } = await createDataDir();
+  const cpus = s.pin ? { engine: '0', others: '1' } : { engine: null, others: null };
+  if (s.pin) execFileSync('taskset', ['-a', '-cp', cpus.others ?? '1', String(process.pid)], { stdio: 'ignore' });
+
+  const fakeConfig: FakeChildConfig = {
+    companyFile,
+    templateFile,
+    understandingMs: s.understandingMs,
+    firstTokenMs: s.firstTokenMs,
+    tokenIntervalMs: s.tokenMs,
+  };
+  const fake: Fake = new Child('fake providers', FAKE_SCRIPT, {
+    env: { BENCH_FAKE_CONFIG: JSON.stringify(fakeConfig) },
+    cpus: cpus.others,
+  });
+  let engine: Engine | null = null;
+  try {
+    const fakeReady = await fake.ready;
+    const engineConfig: EngineChildConfig = {
+      dataDir,
+      openaiBaseURL: fakeReady.url,
+      embeddingMs: s.embeddingMs,
+      logLevel: s.logLevel,
+      playbackMsPerChar: 5,
+      sequentialCompanyId: COMPANIES.sequential.id,
+    };
+    engine = new Child('engine', ENGINE_SCRIPT, {
+      execArgv: ['--expose-gc'],
+      env: { BENCH_ENGINE_CONFIG: JSON.stringify(engineConfig) },
+      cpus: cpus.engine,
+    });
+    const { url } = await engine.ready;
+    progress(`engine ${url}, fake provider ${fakeReady.url}${s.pin ? ', engine on CPU 0, rest on CPU 1' : ''}`);
+
+    if (!s.skip.has('warmup')) {
+      progress(`warm-up: 10 calls for ${s.warmupS} s (not reported)`);
+      const load = new Load({
+        url,
+        arms: [{ name: 'main', number: COMPANIES.main.number, callers: 10, mix: MAIN_MIX }],
+        rampMs: 500,
+        thinkMs: [100, 300],
+        replyTimeoutMs: 15_000,
+      });
+      await sleep(s.warmupS * 1000);
+      await load.stop();
+      await waitForNoCalls(engine);
+    }
+
+    const memory =
+      s.skip.has('memory') || s.memoryCalls === 0 ? null : await runMemory(url, engine, s.memoryCalls);
+    const levels: LevelResult[] = [];
+    if (!s.skip.has('load')) for (const calls of s.levels) levels.push(await runLevel(url, engine, fake, s, calls));
+    const ab = s.skip.has('ab') || s.abCallers === 0 ? null : await runAb(url, engine, s);
+
+    const result: BenchResult = {
+      machine: {
+        cpus: os.cpus().length,
+        cpuModel: os.cpus()[0]?.model.trim() ?? 'unknown',
+        memoryGiB: os.totalmem() / 1024 ** 3,
+        node: process.version,
+        platform: `${os.platform()} ${os.release()}`,
+        date: new Date().toISOString(),
+      },
+      config: {
+        levels: s.levels,
+        durationS: s.durationS,
+        thinkMs: s.thinkMs,
+        embeddingMs: s.embeddingMs,
+        firstTokenMs: s.firstTokenMs,
+        tokenMs: s.tokenMs,
+        understandingMs: s.understandingMs,
+        logLevel: s.logLevel,
+        pinned: s.pin,
+        abCallersPerArm: s.abCallers,
+        memoryCalls: s.memoryCalls,
+      },
+      levels,
+      memory,
+      ab,
+      durationS: (performance.now() - startedAt) / 1000,
+    };
+    process.stdout.write(s.json ? `${JSON.stringify(result, null, 2)}\n` : `${formatReport(result)}\n`);
+    return 0;
+  } finally {
+    await engine?.stop().catch(() => undefined);
+    await fake.stop().catch(() => undefined);
+    await rm(dataDir, { recursive: true, force: true });
+  }
+}
+
+if (import.meta.main) {
+  main().then(
+    (code) => process.exit(code),
+    (err: unknown) => {
+      process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+      process.exit(1);
+    },
+  );
+}
