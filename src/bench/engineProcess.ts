@@ -72,7 +72,8 @@ function delayedEmbedder(inner: LocalEmbedder, delayMs: number): LocalEmbedder {
 function withSequentialCompany(engine: Engine, companyId: string): CallMachine {
   const base = engine.machine;
   const needsRedetect = base.implementations.guards['needsRedetect'];
-  if (typeof needsRedetect !== 'function') throw new Error('bench: the needsRedetect guard is not a function');
+  if (typeof needsRedetect !== 'function')
+    throw new Error('bench: the needsRedetect guard is not a function');
   const understanding = (id: string) => {
     const runtime = engine.company(id);
     if (runtime === undefined) throw new Error(`bench: unknown company ${id}`);

@@ -65,8 +65,7 @@ export type EngineAnswer =
   | { readonly id: number; readonly type: 'stop' };
 
 export type FakeChildRequest =
-  | { readonly id: number; readonly type: 'stats' }
-  | { readonly id: number; readonly type: 'stop' };
+  { readonly id: number; readonly type: 'stats' } | { readonly id: number; readonly type: 'stop' };
 
 export type FakeChildAnswer =
   | {

@@ -29,8 +29,15 @@ export interface LevelResult {
   readonly technicalFallbacks: number;
   readonly tiers: Record<string, number>;
   readonly warmup: Record<string, number>;
+  readonly warmupSkipReasons: Record<string, number>;
   readonly reconcileRate: number | null;
   readonly stages: Record<Stage, Summary>;
+  /**
+   * Turn latency minus the fakes' nominal latencies on the turn's path (understanding, re-detect,
+   * embeddings, LLM stream): everything else — engine CPU, event-loop queueing, HTTP client,
+   * loopback, the fake's own lateness. An upper bound on what the engine adds.
+   */
+  readonly excessOverNominalMs: Summary;
   readonly engineOverheadMs: Summary;
   /** The same, split by who answered the turn. */
   readonly engineOverheadByTierMs: Record<string, Summary>;
@@ -39,6 +46,14 @@ export interface LevelResult {
   readonly engineEventLoopUtilization: number;
   readonly engineLoopDelayMs: { readonly p50: number; readonly p99: number; readonly max: number };
   readonly fake: { readonly requestsPerSec: number; readonly cpuCorePct: number };
+  /** The orchestrator (callers) CPU, and per-core machine load from /proc/stat over the window. */
+  readonly loadGeneratorCpuCorePct: number;
+  readonly machineCpu: {
+    readonly busyPct: readonly number[];
+    readonly stealPct: readonly number[];
+    /** Busy core time not used by the engine, the fake or the load generator (other processes, kernel). */
+    readonly otherCorePct: number;
+  } | null;
   /** Engine onTurn records vs trace frames the callers received in the same window. */
   readonly clientTurns: number;
 }
@@ -182,6 +197,25 @@ export function formatReport(r: BenchResult): string {
       '',
     );
 
+    out.push(
+      "Latency over nominal provider time = turn latency − the fakes' configured latencies on the turn's path, ms",
+      '(engine CPU + event-loop queueing + HTTP client + loopback; an upper bound on what the engine adds)',
+    );
+    out.push(
+      table(
+        ['calls', 'n', 'p50', 'p95', 'p99', 'max'],
+        r.levels.map((l) => [
+          String(l.calls),
+          String(l.excessOverNominalMs.n),
+          ms(l.excessOverNominalMs.p50),
+          ms(l.excessOverNominalMs.p95),
+          ms(l.excessOverNominalMs.p99),
+          ms(l.excessOverNominalMs.max),
+        ]),
+      ),
+      '',
+    );
+
     out.push('Engine overhead by who answered, ms (p50/p95/p99, n)');
     const tierNames = ['tier1', 'tier2', 'tier3', 'fallback'];
     out.push(
@@ -228,14 +262,31 @@ export function formatReport(r: BenchResult): string {
     out.push('Who answered, warmup outcome, reconcile rate');
     out.push(
       table(
-        ['calls', 'tiers', 'warmup', 'reconciled', 'fake LLM req/s', 'fake CPU'],
+        ['calls', 'tiers', 'warmup', 'warmup skipped because', 'reconciled'],
         r.levels.map((l) => [
           String(l.calls),
           shares(l.tiers),
           shares(l.warmup),
+          shares(l.warmupSkipReasons),
           pct(l.reconcileRate),
-          l.fake.requestsPerSec.toFixed(0),
+        ]),
+      ),
+      '',
+    );
+
+    out.push('CPU during the window (share of one core; per-core machine load from /proc/stat)');
+    out.push(
+      table(
+        ['calls', 'engine', 'fake LLM', 'fake req/s', 'callers', 'other processes', 'core busy', 'steal'],
+        r.levels.map((l) => [
+          String(l.calls),
+          `${l.engineCpuCorePct.toFixed(0)}%`,
           `${l.fake.cpuCorePct.toFixed(0)}%`,
+          l.fake.requestsPerSec.toFixed(0),
+          `${l.loadGeneratorCpuCorePct.toFixed(0)}%`,
+          l.machineCpu === null ? '-' : `${l.machineCpu.otherCorePct.toFixed(0)}%`,
+          l.machineCpu === null ? '-' : l.machineCpu.busyPct.map((b) => `${b.toFixed(0)}%`).join(' / '),
+          l.machineCpu === null ? '-' : l.machineCpu.stealPct.map((b) => `${b.toFixed(1)}%`).join(' / '),
         ]),
       ),
       '',
@@ -305,7 +356,17 @@ export function formatReport(r: BenchResult): string {
       '',
       '(b) LLM capture/detect: parallel with reconcile vs sequential — all turns, ms',
       table(
-        ['arm', 'n', 'turn p50', 'turn p95', 'turn p99', 'underst. p50', 'underst. p95', 'reconciled', 'warmup'],
+        [
+          'arm',
+          'n',
+          'turn p50',
+          'turn p95',
+          'turn p99',
+          'underst. p50',
+          'underst. p95',
+          'reconciled',
+          'warmup',
+        ],
         [arm(ab.parallel, true), arm(ab.sequential, true)],
       ),
       `parallel/sequential: turn p50 ${x(ab.parallelRatio.turnP50)}, p95 ${x(ab.parallelRatio.turnP95)}; ` +

@@ -88,7 +88,8 @@ export function planCall(mix: Mix): string[] {
   const out: string[] = [];
   for (let i = 0; i < turns; i++) {
     const r = Math.random() * (mix.tier1 + mix.tier2 + mix.tier3);
-    const pool = r < mix.tier1 ? TIER1_UTTERANCES : r < mix.tier1 + mix.tier2 ? TIER2_UTTERANCES : TIER3_UTTERANCES;
+    const pool =
+      r < mix.tier1 ? TIER1_UTTERANCES : r < mix.tier1 + mix.tier2 ? TIER2_UTTERANCES : TIER3_UTTERANCES;
     out.push(pick(pool));
   }
   if (mix.tier1 > 0 && Math.random() < 0.5) out.push(GOODBYE);
@@ -116,7 +117,11 @@ type Json = Record<string, unknown>;
  * demo company: OpenAI only, budgets large enough never to interfere, and a long silence timeout
  * so idle calls stay connected while memory is measured.
  */
-export async function createDataDir(): Promise<{ dataDir: string; companyFile: string; templateFile: string }> {
+export async function createDataDir(): Promise<{
+  dataDir: string;
+  companyFile: string;
+  templateFile: string;
+}> {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'switchboard-bench-'));
   const companies = path.join(dataDir, 'config', 'companies');
   const templates = path.join(dataDir, 'config', 'templates');
@@ -127,7 +132,9 @@ export async function createDataDir(): Promise<{ dataDir: string; companyFile: s
   ) as Json;
   const templateFile = path.join(templates, `${String(template['id'])}.json`);
   await writeFile(templateFile, JSON.stringify(template));
-  const demo = JSON.parse(await readFile(path.join(DEMO_DIR, 'company.riverside-plumbing.json'), 'utf8')) as Json;
+  const demo = JSON.parse(
+    await readFile(path.join(DEMO_DIR, 'company.riverside-plumbing.json'), 'utf8'),
+  ) as Json;
 
   const variant = (
     c: { id: string; number: string },
@@ -155,6 +162,7 @@ export async function createDataDir(): Promise<{ dataDir: string; companyFile: s
     variant(COMPANIES.warm, 'rules', true),
     variant(COMPANIES.cold, 'rules', false),
   ];
-  for (const doc of docs) await writeFile(path.join(companies, `${String(doc['id'])}.json`), JSON.stringify(doc));
+  for (const doc of docs)
+    await writeFile(path.join(companies, `${String(doc['id'])}.json`), JSON.stringify(doc));
   return { dataDir, companyFile: path.join(companies, `${COMPANIES.main.id}.json`), templateFile };
 }

@@ -36,7 +36,9 @@ import type {
 import { Child } from '../bench/protocol.ts';
 import type { AbResult, ArmResult, BenchResult, LevelResult, MemoryResult, Stage } from '../bench/report.ts';
 import { STAGES, formatReport } from '../bench/report.ts';
-import { COMPANIES, MAIN_MIX, TIER3_ONLY, createDataDir } from '../bench/scenario.ts';
+import type { CpuShares } from '../bench/machineCpu.ts';
+import { cpuShares, readCpuTimes } from '../bench/machineCpu.ts';
+import { COMPANIES, MAIN_MIX, TIER3_ANSWER_TOKENS, TIER3_ONLY, createDataDir } from '../bench/scenario.ts';
 import { countBy, ratio, summarize } from '../bench/stats.ts';
 import type { AnsweredBy, StageTimings } from '../../machines/types.ts';
 import { parseCli } from './args.ts';
@@ -128,13 +130,48 @@ function reconcileRate(flags: readonly boolean[]): number | null {
   return flags.length === 0 ? null : flags.filter(Boolean).length / flags.length;
 }
 
+/** The fakes' configured latencies, as the turn's path would add them up with no other cost. */
+interface Nominal {
+  readonly understandingMs: number;
+  readonly embeddingMs: number;
+  readonly tier3Ms: number;
+}
+
+/**
+ * The provider time a turn of the main company (parallel LLM understanding) would take if nothing
+ * but the fakes cost time: capture ∥ detect, the re-detect, Tier 2's embedding, the LLM stream
+ * (an adopted warmup started with Tier 2, so Tier 2 is off its path). Null for fallbacks.
+ */
+function nominalMs(t: TurnSample, n: Nominal): number | null {
+  const understanding = n.understandingMs * (t.redetectMs === null ? 1 : 2);
+  switch (t.tier) {
+    case 1:
+      return understanding;
+    case 2:
+      return understanding + n.embeddingMs;
+    case 3:
+      return understanding + (t.warmup === 'used' ? 0 : n.embeddingMs) + n.tier3Ms;
+    default:
+      return null;
+  }
+}
+
+interface WindowExtras {
+  readonly loadGeneratorCpuCorePct: number;
+  readonly machine: CpuShares | null;
+}
+
 function levelResult(
   calls: number,
   window: EngineWindow,
   client: ArmStats,
   fake: Extract<FakeChildAnswer, { type: 'stats' }>,
+  extras: WindowExtras,
+  nominal: Nominal,
 ): LevelResult {
   const turns = window.turns;
+  const fakeCpu = fake.cpuCorePct;
+  const machine = extras.machine;
   const stages = Object.fromEntries(
     STAGES.map((s) => [s, summarize(turns.map((t) => stageValue(t, s)))]),
   ) as Record<Stage, ReturnType<typeof summarize>>;
@@ -150,8 +187,18 @@ function levelResult(
     technicalFallbacks: turns.filter((t) => t.fallbackKind === 'technicalIssue').length,
     tiers: countBy(turns, (t) => tierName(t.tier)),
     warmup: countBy(turns, (t) => t.warmup),
+    warmupSkipReasons: countBy(
+      turns.filter((t) => t.warmup === 'skipped'),
+      (t) => t.warmupReason ?? 'unknown',
+    ),
     reconcileRate: reconcileRate(turns.map((t) => t.reconciled)),
     stages,
+    excessOverNominalMs: summarize(
+      turns.map((t) => {
+        const nominal = nominalMs(t, nominal);
+        return nominal === null ? null : t.latencyMs - nominal;
+      }),
+    ),
     engineOverheadMs: summarize(turns.map((t) => t.engineMs)),
     engineOverheadByTierMs: Object.fromEntries(
       (['tier1', 'tier2', 'tier3', 'fallback'] as const).map((name) => [
@@ -163,12 +210,31 @@ function levelResult(
     engineCpuCorePct: window.cpuCorePct,
     engineEventLoopUtilization: window.eventLoopUtilization,
     engineLoopDelayMs: window.loopDelayMs,
-    fake: { requestsPerSec: fake.requests / (fake.windowMs / 1000), cpuCorePct: fake.cpuCorePct },
+    fake: { requestsPerSec: fake.requests / (fake.windowMs / 1000), cpuCorePct: fakeCpu },
+    loadGeneratorCpuCorePct: extras.loadGeneratorCpuCorePct,
+    machineCpu:
+      machine === null
+        ? null
+        : {
+            busyPct: machine.busyPct,
+            stealPct: machine.stealPct,
+            otherCorePct: Math.max(
+              0,
+              machine.busyPct.reduce((sum, b) => sum + b, 0) -
+                window.cpuCorePct -
+                fakeCpu -
+                extras.loadGeneratorCpuCorePct,
+            ),
+          },
     clientTurns: client.turns.length,
   };
 }
 
-function armResult(name: string, stats: ArmStats | undefined, only?: (s: ClientSample) => boolean): ArmResult {
+function armResult(
+  name: string,
+  stats: ArmStats | undefined,
+  only?: (s: ClientSample) => boolean,
+): ArmResult {
   const samples = (stats?.turns ?? []).filter((s) => only?.(s) ?? true);
   return {
     name,
@@ -272,16 +338,37 @@ async function runLevel(
   await engine.request('phase');
   await fake.request('stats');
   load.reset();
+  const cpuBefore = readCpuTimes();
+  const ownBefore = process.cpuUsage();
+  const startedAt = performance.now();
   await sleep(s.durationS * 1000);
   const { window } = await engine.request('collect');
   const fakeStats = await fake.request('stats');
+  const cpuAfter = readCpuTimes();
+  const own = process.cpuUsage(ownBefore);
+  const elapsedMs = performance.now() - startedAt;
   const client = load.snapshot().get('main')!;
   await load.stop();
   await waitForNoCalls(engine);
-  const result = levelResult(calls, window, client, fakeStats);
+  const result = levelResult(
+    calls,
+    window,
+    client,
+    fakeStats,
+    {
+      loadGeneratorCpuCorePct: ((own.user + own.system) / 1000 / elapsedMs) * 100,
+      machine: cpuBefore === null || cpuAfter === null ? null : cpuShares(cpuBefore, cpuAfter),
+    },
+    {
+      understandingMs: s.understandingMs,
+      embeddingMs: s.embeddingMs,
+      tier3Ms: s.firstTokenMs + Math.max(0, TIER3_ANSWER_TOKENS - 1) * s.tokenMs,
+    },
+  );
   progress(
     `  ${result.turns} turns, ${result.turnsPerSec.toFixed(1)}/s, engine overhead p50/p95/p99 ` +
-      `${result.engineOverheadMs.p50?.toFixed(2)}/${result.engineOverheadMs.p95?.toFixed(2)}/${result.engineOverheadMs.p99?.toFixed(2)} ms`,
+      `${result.engineOverheadMs.p50?.toFixed(2)}/${result.engineOverheadMs.p95?.toFixed(2)}/${result.engineOverheadMs.p99?.toFixed(2)} ms, ` +
+      `over nominal p50/p99 ${result.excessOverNominalMs.p50?.toFixed(1)}/${result.excessOverNominalMs.p99?.toFixed(1)} ms`,
   );
   return result;
 }
@@ -385,7 +472,8 @@ async function main(): Promise<number> {
   const startedAt = performance.now();
   const { dataDir, companyFile, templateFile } = await createDataDir();
   const cpus = s.pin ? { engine: '0', others: '1' } : { engine: null, others: null };
-  if (s.pin) execFileSync('taskset', ['-a', '-cp', cpus.others ?? '1', String(process.pid)], { stdio: 'ignore' });
+  if (s.pin)
+    execFileSync('taskset', ['-a', '-cp', cpus.others ?? '1', String(process.pid)], { stdio: 'ignore' });
 
   const fakeConfig: FakeChildConfig = {
     companyFile,
@@ -415,7 +503,9 @@ async function main(): Promise<number> {
       cpus: cpus.engine,
     });
     const { url } = await engine.ready;
-    progress(`engine ${url}, fake provider ${fakeReady.url}${s.pin ? ', engine on CPU 0, rest on CPU 1' : ''}`);
+    progress(
+      `engine ${url}, fake provider ${fakeReady.url}${s.pin ? ', engine on CPU 0, rest on CPU 1' : ''}`,
+    );
 
     if (!s.skip.has('warmup')) {
       progress(`warm-up: 10 calls for ${s.warmupS} s (not reported)`);
@@ -434,7 +524,8 @@ async function main(): Promise<number> {
     const memory =
       s.skip.has('memory') || s.memoryCalls === 0 ? null : await runMemory(url, engine, s.memoryCalls);
     const levels: LevelResult[] = [];
-    if (!s.skip.has('load')) for (const calls of s.levels) levels.push(await runLevel(url, engine, fake, s, calls));
+    if (!s.skip.has('load'))
+      for (const calls of s.levels) levels.push(await runLevel(url, engine, fake, s, calls));
     const ab = s.skip.has('ab') || s.abCallers === 0 ? null : await runAb(url, engine, s);
 
     const result: BenchResult = {
@@ -477,7 +568,9 @@ if (import.meta.main) {
   main().then(
     (code) => process.exit(code),
     (err: unknown) => {
-      process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+      process.stderr.write(
+        `bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+      );
       process.exit(1);
     },
   );
