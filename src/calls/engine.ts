@@ -22,6 +22,7 @@ import type {
   LlmAnswer,
   Situation,
   TierResult,
+  TurnRecord,
   WarmupDecision,
 } from '../../machines/types.ts';
 import type { CompanyConfig, TemplateConfig } from '../config/companyConfig.ts';
@@ -57,7 +58,7 @@ export interface EngineDeps {
   readonly timing?: { startTimeoutMs?: number; turnTimeoutMs?: number };
   /** Observes every answered turn (bench, metrics). */
   readonly onTurn?: (turn: {
-    record: import('../../machines/types.ts').TurnRecord;
+    record: TurnRecord;
     latencyMs: number;
     engineMs: number;
   }) => void;
@@ -225,8 +226,8 @@ export class Engine {
         detect: fromPromise<Situation, DetectInput>(({ input, signal }) =>
           this.#runtime(input.companyId).understanding.detect(input, signal),
         ),
-        tier1: fromPromise<TierResult, TurnInput>(async ({ input }) =>
-          this.#runtime(input.companyId).router.tier1(input.utterance),
+        tier1: fromPromise<TierResult, TurnInput>(({ input }) =>
+          Promise.resolve(this.#runtime(input.companyId).router.tier1(input.utterance)),
         ),
         tier2: fromPromise<TierResult, Tier2Input>(({ input, signal }) =>
           this.#runtime(input.companyId).router.tier2(input.utterance, input.situation, signal),

@@ -195,8 +195,8 @@ function levelResult(
     stages,
     excessOverNominalMs: summarize(
       turns.map((t) => {
-        const nominal = nominalMs(t, nominal);
-        return nominal === null ? null : t.latencyMs - nominal;
+        const expected = nominalMs(t, nominal);
+        return expected === null ? null : t.latencyMs - expected;
       }),
     ),
     engineOverheadMs: summarize(turns.map((t) => t.engineMs)),

@@ -106,7 +106,7 @@ export class TestCall {
     });
     ws.on('message', (data) => {
       try {
-        this.#inbox.push(JSON.parse(String(data)) as Inbound);
+        this.#inbox.push(JSON.parse((data as Buffer).toString('utf8')) as Inbound);
       } catch {
         return;
       }

@@ -219,6 +219,8 @@ function compileTemplate(index: TemplateIndex): CompiledTemplate {
 export interface TriggerEvidence {
   /** True when one of the scenario's negative triggers is in the (normalised) tokens. */
   vetoed(tokens: readonly string[], scenario: number): boolean;
+  /** Topic words of the tokens that other scenarios' triggers use and this scenario never does. */
+  foreignTriggerWords(tokens: readonly string[], scenario: number): number;
 }
 
 /**
@@ -226,12 +228,22 @@ export interface TriggerEvidence {
  * compiled triggers. Tier 2 uses it so that a negative trigger vetoes a scenario there too.
  */
 export function createTriggerEvidence(index: TemplateIndex): TriggerEvidence {
-  const compiled = compileTemplate(index).scenarios;
+  const { scenarios: compiled, triggerWords } = compileTemplate(index);
   return {
     vetoed: (tokens, scenario) => {
       const c = compiled[scenario];
       return c !== undefined && isVetoed(tokens, c);
     },
+    foreignTriggerWords: (tokens, scenario) =>
+      new Set(
+        tokens.filter(
+          (t) =>
+            !isStopword(t) &&
+            !isNeutral(t) &&
+            triggerWords.has(t) &&
+            index.scenarioVocabulary.get(t)?.has(scenario) !== true,
+        ),
+      ).size,
   };
 }
 

@@ -242,7 +242,7 @@ function lexicalFactor(semantic: number, lexical: TierResult, scenarioId: string
 }
 
 /** Below this Tier 1 has not really found a trigger; its opinion is ignored. */
-const LEXICAL_FLOOR = 0.4;
+const LEXICAL_FLOOR = Number(process.env['FLOOR'] ?? 0.4);
 
 /**
  * The equipment a scenario is about: a label named in at least half of its examples and triggers
@@ -319,7 +319,12 @@ export async function createTier2Matcher(
     entry.scenario.examples.forEach((e) => add(e, true));
     entry.scenario.triggers.forEach((t) => add(t, false));
   }
-  const used = isFittableEmbedder(embedder) ? embedder.fit(items.map((it) => it.text)) : embedder;
+  const corpus = process.env['IDF'] === 'scenario'
+    ? index.scenarios.map((e) => items.filter((it) => it.scenario === e.index).map((it) => it.text).join(' . '))
+    : process.env['IDF'] === 'category'
+      ? index.categories.map((c) => items.filter((it) => index.scenarios[it.scenario]?.category === c).map((it) => it.text).join(' . '))
+      : items.map((it) => it.text);
+  const used = isFittableEmbedder(embedder) ? embedder.fit(corpus) : embedder;
 
   // Which scenarios' texts use each token (-1: only replies or synonyms), so that a held-out
   // sample can forget the words only it, or only its removed scenario, brought.
@@ -435,8 +440,9 @@ export async function createTier2Matcher(
       const top = order[0] === undefined ? undefined : index.scenarios[order[0].i];
       if (top === undefined)
         return { ...noMatch, candidates, providerMs, durationMs: performance.now() - started };
+      const foreign = triggers.foreignTriggerWords(normalized.tokens, top.index);
       const semantic =
-        predict(calibration, features(ranked, known)) * equipmentFactor(utterance, equipment[top.index]);
+        predict(calibration, features(ranked, known)) * equipmentFactor(utterance, equipment[top.index]) * Math.pow(Number(process.env['FOREIGN'] ?? 1), foreign);
       const confidence =
         lexicalFactor(semantic, tier1(utterance), top.scenario.id) * situationFactor(situation, top.category);
       return {

@@ -24,6 +24,10 @@ export interface RelayOptions {
 }
 
 export const CLOSE_NORMAL = 1000;
+
+function toBuffers(data: ArrayBuffer | Buffer[]): Buffer[] {
+  return Array.isArray(data) ? data : [Buffer.from(data)];
+}
 export const CLOSE_POLICY = 1008;
 
 export function handleRelaySocket(
@@ -114,7 +118,9 @@ export function handleRelaySocket(
 
   ws.on('message', (data, isBinary) => {
     if (isBinary) return rejectFrame('binary frame');
-    const parsed = parseRelayFrame(Buffer.isBuffer(data) ? data.toString('utf8') : String(data));
+    const parsed = parseRelayFrame(
+      Buffer.isBuffer(data) ? data.toString('utf8') : Buffer.concat(toBuffers(data)).toString('utf8'),
+    );
     if (!parsed.ok) return rejectFrame(parsed.reason);
     const m = parsed.message;
     if (m.type === 'error') {

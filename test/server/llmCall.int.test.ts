@@ -26,12 +26,20 @@ afterEach(async () => {
   fake = null;
 });
 
-async function companyWith(patch: (c: Record<string, any>) => void): Promise<Record<string, unknown>> {
-  const c = (await demoCompany()) as Record<string, any>;
-  c['understanding'] = { mode: 'rules' };
-  c['gatekeeper']['llm']['providers'] = ['openai:gpt-4o-mini'];
+/** The parts of the demo company these tests change. */
+interface CompanyDoc {
+  understanding?: { mode: string };
+  gatekeeper: { monthlyBudgetUsd: number; llm: { providers: string[]; timeoutMs: number } };
+  warmup: { enabled: boolean; confidenceThreshold: number };
+}
+
+async function companyWith(patch: (c: CompanyDoc) => void): Promise<Record<string, unknown>> {
+  const doc = await demoCompany();
+  const c = doc as unknown as CompanyDoc;
+  c.understanding = { mode: 'rules' };
+  c.gatekeeper.llm.providers = ['openai:gpt-4o-mini'];
   patch(c);
-  return c;
+  return doc;
 }
 
 /** The local embedder with an embeddings provider's latency, so Tier 2 takes as long as it would. */
@@ -93,7 +101,7 @@ describe('warmup', () => {
     fake = await startFakeOpenAiServer({ firstTokenDelayMs: 3000 });
     app = await openAiApp(
       await companyWith((c) => {
-        c['warmup']['confidenceThreshold'] = 1;
+        c.warmup.confidenceThreshold = 1;
       }),
       fake,
       150,
@@ -120,7 +128,7 @@ describe('warmup', () => {
     fake.script({ type: 'text', text: 'We can certainly look into that for you.' });
     app = await openAiApp(
       await companyWith((c) => {
-        c['warmup']['confidenceThreshold'] = 0;
+        c.warmup.confidenceThreshold = 0;
       }),
       fake,
     );
@@ -154,7 +162,7 @@ describe('when the LLM cannot answer, the caller still hears a line', () => {
     fake.script({ type: 'hang' });
     app = await openAiApp(
       await companyWith((c) => {
-        c['gatekeeper']['llm']['timeoutMs'] = 300;
+        c.gatekeeper.llm.timeoutMs = 300;
       }),
       fake,
     );
@@ -170,7 +178,7 @@ describe('when the LLM cannot answer, the caller still hears a line', () => {
     fake = await startFakeOpenAiServer();
     app = await openAiApp(
       await companyWith((c) => {
-        c['gatekeeper']['monthlyBudgetUsd'] = 0;
+        c.gatekeeper.monthlyBudgetUsd = 0;
       }),
       fake,
     );
@@ -186,8 +194,8 @@ describe('providers', () => {
     fake = await startFakeAnthropicServer();
     fake.script({ type: 'text', text: 'Happy to help with that.' });
     const company = await companyWith((c) => {
-      c['gatekeeper']['llm']['providers'] = ['anthropic:claude-haiku-4-5'];
-      c['warmup']['enabled'] = false;
+      c.gatekeeper.llm.providers = ['anthropic:claude-haiku-4-5'];
+      c.warmup.enabled = false;
     });
     app = await startTestApp({
       company,
@@ -223,7 +231,7 @@ describe('providers', () => {
           };
     });
     const company = await companyWith((c) => {
-      c['understanding'] = { mode: 'llm' };
+      c.understanding = { mode: 'llm' };
     });
     app = await openAiApp(company, fake);
     const { call, turn } = await callOnce('This is Marisol, water is pouring out of a pipe under my sink');
