@@ -27,7 +27,8 @@ export default tseslint.config(
           patterns: [
             {
               regex: '^(?!xstate(/|$)|\\./|\\.\\./machines/).*',
-              message: 'machines/ is pure: import only xstate and other machines; inject I/O with .provide().',
+              message:
+                'machines/ is pure: import only xstate and other machines; inject I/O with .provide().',
             },
           ],
         },

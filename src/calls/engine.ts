@@ -57,11 +57,7 @@ export interface EngineDeps {
   /** Engine-wide pacing; companies tune the rest in their config. */
   readonly timing?: { startTimeoutMs?: number; turnTimeoutMs?: number };
   /** Observes every answered turn (bench, metrics). */
-  readonly onTurn?: (turn: {
-    record: TurnRecord;
-    latencyMs: number;
-    engineMs: number;
-  }) => void;
+  readonly onTurn?: (turn: { record: TurnRecord; latencyMs: number; engineMs: number }) => void;
 }
 
 /** A company ready to take calls: its config, templates, compiled router and call policy. */
