@@ -34,6 +34,7 @@ import type { Embedder } from '../providers/embeddings/embedder.ts';
 import { createCompanyRouter } from '../routing/companyRouter.ts';
 import type { CompanyRouter } from '../routing/companyRouter.ts';
 import { canTransfer, createFallbackPicker } from '../routing/fallbackPicker.ts';
+import { createLocalEmbedder } from '../routing/localEmbedder.ts';
 import type { RotationStore } from '../routing/fallbackPicker.ts';
 import { createTier3, usableModels } from '../routing/tier3Llm.ts';
 import type { LlmClients } from '../routing/tier3Llm.ts';
@@ -129,7 +130,18 @@ export class Engine {
         throw new AppError('ERR_CONFIG_INVALID', `company ${company.id}: unknown template ${id}`);
       return t;
     });
-    const router = await createCompanyRouter({ company, templates, embedder: this.#deps.embedder });
+    let router: CompanyRouter;
+    try {
+      router = await createCompanyRouter({ company, templates, embedder: this.#deps.embedder });
+    } catch (err) {
+      if (!(err instanceof AppError) || err.code !== 'ERR_EMBEDDINGS_FAILED') throw err;
+      // An embeddings outage at start must not keep the engine from answering calls.
+      this.#deps.log.error(
+        { companyId: company.id, embedder: this.#deps.embedder.id, err: { message: err.message } },
+        'embeddings unavailable at start; Tier 2 uses the local embedder for this company',
+      );
+      router = await createCompanyRouter({ company, templates, embedder: createLocalEmbedder() });
+    }
     const llmAvailable = usableModels(company, this.#deps.clients).length > 0;
     const understanding = createUnderstanding({
       company,

@@ -58,6 +58,7 @@ const USAGE = `usage: npm run bench -- [options]
   --log-level info       engine log level (written to /dev/null)
   --skip memory,ab       leave phases out (warmup, memory, load, ab)
   --no-pin               do not pin processes to CPUs
+  --cpu-prof DIR         write a V8 CPU profile of the engine process into DIR
   --quick                small and short (levels 10,50; 5 s windows)
   --json                 print the result as JSON instead of tables
 `;
@@ -263,6 +264,7 @@ interface Settings {
   readonly logLevel: string;
   readonly skip: ReadonlySet<string>;
   readonly pin: boolean;
+  readonly cpuProfDir: string | null;
   readonly json: boolean;
   readonly quick: boolean;
 }
@@ -282,6 +284,7 @@ function settingsFrom(argv: string[]): Settings | null {
     'log-level': { type: 'string', default: 'info' },
     skip: { type: 'string', default: '' },
     'no-pin': { type: 'boolean', default: false },
+    'cpu-prof': { type: 'string' },
     quick: { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
@@ -313,6 +316,7 @@ function settingsFrom(argv: string[]): Settings | null {
         .filter((s) => s !== ''),
     ),
     pin: !values['no-pin'] && os.availableParallelism() >= 2,
+    cpuProfDir: values['cpu-prof'] ?? null,
     json: values.json,
     quick,
   };
@@ -498,7 +502,10 @@ async function main(): Promise<number> {
       sequentialCompanyId: COMPANIES.sequential.id,
     };
     engine = new Child('engine', ENGINE_SCRIPT, {
-      execArgv: ['--expose-gc'],
+      execArgv: [
+        '--expose-gc',
+        ...(s.cpuProfDir === null ? [] : ['--cpu-prof', `--cpu-prof-dir=${s.cpuProfDir}`]),
+      ],
       env: { BENCH_ENGINE_CONFIG: JSON.stringify(engineConfig) },
       cpus: cpus.engine,
     });

@@ -219,32 +219,37 @@ function compileTemplate(index: TemplateIndex): CompiledTemplate {
 export interface TriggerEvidence {
   /** True when one of the scenario's negative triggers is in the (normalised) tokens. */
   vetoed(tokens: readonly string[], scenario: number): boolean;
-  /** Topic words of the tokens that other scenarios' triggers use and this scenario never does. */
-  foreignTriggerWords(tokens: readonly string[], scenario: number): number;
+  /** How many distinct topic words of the tokens `rival`'s triggers use and `winner`'s texts never do. */
+  rivalTriggerWords(tokens: readonly string[], winner: number, rival: number): number;
 }
 
 /**
  * Trigger evidence for the scenarios of `index` (by {@link ScenarioEntry.index}), sharing Tier 1's
- * compiled triggers. Tier 2 uses it so that a negative trigger vetoes a scenario there too.
+ * compiled triggers. Tier 2 uses it so that a negative trigger vetoes a scenario there too, and to
+ * notice a caller using a competing scenario's trigger words.
  */
 export function createTriggerEvidence(index: TemplateIndex): TriggerEvidence {
-  const { scenarios: compiled, triggerWords } = compileTemplate(index);
+  const { scenarios: compiled } = compileTemplate(index);
   return {
     vetoed: (tokens, scenario) => {
       const c = compiled[scenario];
       return c !== undefined && isVetoed(tokens, c);
     },
-    foreignTriggerWords: (tokens, scenario) =>
-      new Set(
-        tokens.filter(
-          (t) =>
-            !isStopword(t) &&
-            !isNeutral(t) &&
-            triggerWords.has(t) &&
-            index.scenarioVocabulary.get(t)?.has(scenario) !== true,
-        ),
-      ).size,
+    rivalTriggerWords: (tokens, winner, rival) => countRivalWords(compileTemplate(index), tokens, winner, rival),
   };
+}
+
+function countRivalWords(template: CompiledTemplate, tokens: readonly string[], winner: number, rival: number): number {
+  const { index, triggerWords } = template;
+  return new Set(
+    tokens.filter(
+      (t) =>
+        !isStopword(t) &&
+        !isNeutral(t) &&
+        triggerWords.get(t)?.has(rival) === true &&
+        index.scenarioVocabulary.get(t)?.has(winner) !== true,
+    ),
+  ).size;
 }
 
 function emptyVerdict(durationMs: number): Tier1Verdict {
@@ -303,7 +308,8 @@ export function createTier1Matcher(
     if (top === undefined) return emptyVerdict(performance.now() - started);
     // Two scenarios matching about as well means the caller may mean either: less sure of the winner.
     const runnerUp = scored[1]?.score ?? 0;
-    const confidence = Math.max(0, top.score - 0.6 * Math.max(0, runnerUp - 0.5));
+    const rivalWords = scored[1] === undefined ? 0 : countRivalWords(template, tokens, top.c.entry.index, scored[1].c.entry.index);
+    const confidence = Math.max(0, top.score - 0.6 * Math.max(0, runnerUp - 0.5)) * (Number(process.env['T1R'] ?? 1) ** rivalWords);
     const s = top.c.entry.scenario;
     return {
       confidence: round(confidence),

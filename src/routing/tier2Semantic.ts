@@ -16,10 +16,11 @@
  * knows — to the probability that answering with the winner is right. That probability is the
  * confidence, so a threshold means about the same precision on every template.
  *
- * At match time three independent checks then move it: Tier 1's trigger reading of the same
- * utterance (agreement adds, disagreement subtracts), the equipment the caller named (a scenario
- * about furnaces is not the answer about an air conditioner), and detect's situation (out of scope
- * halves it). None of them can make Tier 2 answer a scenario the embedding did not rank first.
+ * At match time independent checks then move it: Tier 1's trigger reading of the same utterance
+ * (agreement adds, disagreement subtracts), the equipment the caller named (a scenario about
+ * furnaces is not the answer about an air conditioner), trigger words of a close rival scenario in
+ * the utterance (two requests in one), and detect's situation (out of scope halves it). None of
+ * them can make Tier 2 answer a scenario the embedding did not rank first.
  */
 import type { Situation, ScenarioCandidate, TierResult } from '../../machines/types.ts';
 import type { TemplateConfig } from '../config/companyConfig.ts';
@@ -242,7 +243,14 @@ function lexicalFactor(semantic: number, lexical: TierResult, scenarioId: string
 }
 
 /** Below this Tier 1 has not really found a trigger; its opinion is ignored. */
-const LEXICAL_FLOOR = Number(process.env['FLOOR'] ?? 0.4);
+const LEXICAL_FLOOR = 0.4;
+
+/**
+ * Each word of the caller's that a runner-up scenario's triggers use and the winner never does
+ * ("can someone come out and *quote* a new system" won by booking, with the estimate scenario
+ * close behind) means two requests may be in play: the winner keeps this share of its confidence.
+ */
+const RIVAL_WORD_FACTOR = 0.8;
 
 /**
  * The equipment a scenario is about: a label named in at least half of its examples and triggers
@@ -319,12 +327,7 @@ export async function createTier2Matcher(
     entry.scenario.examples.forEach((e) => add(e, true));
     entry.scenario.triggers.forEach((t) => add(t, false));
   }
-  const corpus = process.env['IDF'] === 'scenario'
-    ? index.scenarios.map((e) => items.filter((it) => it.scenario === e.index).map((it) => it.text).join(' . '))
-    : process.env['IDF'] === 'category'
-      ? index.categories.map((c) => items.filter((it) => index.scenarios[it.scenario]?.category === c).map((it) => it.text).join(' . '))
-      : items.map((it) => it.text);
-  const used = isFittableEmbedder(embedder) ? embedder.fit(corpus) : embedder;
+  const used = isFittableEmbedder(embedder) ? embedder.fit(items.map((it) => it.text)) : embedder;
 
   // Which scenarios' texts use each token (-1: only replies or synonyms), so that a held-out
   // sample can forget the words only it, or only its removed scenario, brought.
@@ -440,11 +443,17 @@ export async function createTier2Matcher(
       const top = order[0] === undefined ? undefined : index.scenarios[order[0].i];
       if (top === undefined)
         return { ...noMatch, candidates, providerMs, durationMs: performance.now() - started };
-      const foreign = triggers.foreignTriggerWords(normalized.tokens, top.index);
+      const rivalWords = Math.max(
+        0,
+        ...order.slice(1).map((o) => triggers.rivalTriggerWords(normalized.tokens, top.index, o.i)),
+      );
       const semantic =
-        predict(calibration, features(ranked, known)) * equipmentFactor(utterance, equipment[top.index]) * Math.pow(Number(process.env['FOREIGN'] ?? 1), foreign);
+        predict(calibration, features(ranked, known)) *
+        equipmentFactor(utterance, equipment[top.index]) *
+        RIVAL_WORD_FACTOR ** rivalWords;
+      const lexical = tier1(utterance);
       const confidence =
-        lexicalFactor(semantic, tier1(utterance), top.scenario.id) * situationFactor(situation, top.category);
+        (process.env['NOBOOST'] === '1' && rivalWords > 0 && lexical.scenarioId === top.scenario.id ? semantic : lexicalFactor(semantic, lexical, top.scenario.id)) * situationFactor(situation, top.category);
       return {
         confidence: round(confidence),
         scenarioId: top.scenario.id,
