@@ -62,10 +62,21 @@ export interface MemoryResult {
   readonly calls: number;
   readonly connected: number;
   readonly failed: number;
+  readonly turnsFailed: number;
   readonly before: MemorySample;
+  /** Half of the calls connected. */
+  readonly halfway: MemorySample;
   readonly idle: MemorySample;
+  /** Every call has made two turns (one Tier 1, one Tier 3) and is idle again. */
+  readonly afterTurns: MemorySample;
   readonly after: MemorySample;
+  /** (idle − before) / calls. */
   readonly perCallBytes: { readonly heapUsed: number; readonly rss: number; readonly external: number };
+  /** (idle − halfway) / second half: the marginal cost, without one-time growth of shared structures. */
+  readonly perCallSecondHalfBytes: { readonly heapUsed: number };
+  /** (afterTurns − before) / calls: includes each call's cost-ledger entries (a shared, bounded log). */
+  readonly perCallAfterTurnsBytes: { readonly heapUsed: number };
+  /** (after − before) / calls, right after hang-up (spent stream tokens are kept 30 s). */
   readonly leftAfterHangupPerCallBytes: { readonly heapUsed: number };
 }
 
@@ -109,6 +120,8 @@ export interface BenchResult {
     readonly node: string;
     readonly platform: string;
     readonly date: string;
+    /** Per-core busy share measured for 2 s before the bench started anything. */
+    readonly backgroundBusyPctBeforeStart: readonly number[] | null;
   };
   readonly config: Record<string, unknown>;
   readonly levels: readonly LevelResult[];
@@ -171,6 +184,7 @@ export function formatReport(r: BenchResult): string {
   out.push(
     `Switchboard benchmark — ${m.date}`,
     `machine: ${m.cpus} CPUs (${m.cpuModel}), ${m.memoryGiB.toFixed(0)} GiB, Node ${m.node}, ${m.platform}`,
+    `background load before start: ${m.backgroundBusyPctBeforeStart?.map((b) => `${b.toFixed(0)}%`).join(' / ') ?? 'unknown'} per core`,
     `config: ${Object.entries(r.config)
       .map(([k, v]) => `${k}=${Array.isArray(v) ? v.join('-') : String(v)}`)
       .join(' ')}`,
@@ -310,14 +324,16 @@ export function formatReport(r: BenchResult): string {
   if (r.memory !== null) {
     const mem = r.memory;
     out.push(
-      `Memory per live call (engine process after forced GC; ${mem.connected} idle calls connected, ${mem.failed} failed)`,
+      `Memory per live call (engine process after forced GC; ${mem.connected} calls connected, ${mem.failed} failed, ${mem.turnsFailed} with failed turns)`,
     );
     out.push(
       table(
         ['state', 'live calls', 'heapUsed', 'rss', 'external'],
         [
           ['no calls', mem.before],
-          ['idle calls', mem.idle],
+          ['half connected, idle', mem.halfway],
+          ['all connected, idle', mem.idle],
+          ['after two turns each', mem.afterTurns],
           ['after hang-up', mem.after],
         ].map(([name, s]) => {
           const sample = s as MemorySample;
@@ -330,8 +346,10 @@ export function formatReport(r: BenchResult): string {
           ];
         }),
       ),
-      `per live call: heap ${kib(mem.perCallBytes.heapUsed)}, RSS ${kib(mem.perCallBytes.rss)}, external ${kib(mem.perCallBytes.external)}; ` +
-        `heap left after hang-up: ${kib(mem.leftAfterHangupPerCallBytes.heapUsed)} per call`,
+      `per idle live call: heap ${kib(mem.perCallBytes.heapUsed)} (second half alone ${kib(mem.perCallSecondHalfBytes.heapUsed)}), ` +
+        `RSS ${kib(mem.perCallBytes.rss)}, external ${kib(mem.perCallBytes.external)}`,
+      `per live call after two turns: heap ${kib(mem.perCallAfterTurnsBytes.heapUsed)}; ` +
+        `heap left right after hang-up: ${kib(mem.leftAfterHangupPerCallBytes.heapUsed)} per call`,
       '',
     );
   }

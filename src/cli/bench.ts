@@ -38,7 +38,15 @@ import type { AbResult, ArmResult, BenchResult, LevelResult, MemoryResult, Stage
 import { STAGES, formatReport } from '../bench/report.ts';
 import type { CpuShares } from '../bench/machineCpu.ts';
 import { cpuShares, readCpuTimes } from '../bench/machineCpu.ts';
-import { COMPANIES, MAIN_MIX, TIER3_ANSWER_TOKENS, TIER3_ONLY, createDataDir } from '../bench/scenario.ts';
+import {
+  COMPANIES,
+  MAIN_MIX,
+  TIER1_UTTERANCES,
+  TIER3_ANSWER_TOKENS,
+  TIER3_ONLY,
+  TIER3_UTTERANCES,
+  createDataDir,
+} from '../bench/scenario.ts';
 import { countBy, ratio, summarize } from '../bench/stats.ts';
 import type { AnsweredBy, StageTimings } from '../../machines/types.ts';
 import { parseCli } from './args.ts';
@@ -378,35 +386,61 @@ async function runLevel(
 }
 
 async function runMemory(url: string, engine: Engine, count: number): Promise<MemoryResult> {
-  progress(`memory: ${count} idle calls`);
+  progress(`memory: ${count} idle calls, then two turns each`);
   await waitForNoCalls(engine);
   const { memory: before } = await engine.request('memory');
-  const { calls, failed } = await connectIdle(url, COMPANIES.main.number, count);
+  const half = Math.floor(count / 2);
+  const first = await connectIdle(url, COMPANIES.main.number, half);
   // Let every greeting's playback timer run out, so each call sits in `listening`.
   await sleep(1500);
+  const { memory: halfway } = await engine.request('memory');
+  const second = await connectIdle(url, COMPANIES.main.number, count - half);
+  await sleep(1500);
   const { memory: idle } = await engine.request('memory');
+  const calls = [...first.calls, ...second.calls];
+  // Two turns per call, all calls at once: slots, history and turn bookkeeping now exist.
+  const talked = await Promise.all(
+    calls.map(async (c) => {
+      try {
+        await c.say(TIER1_UTTERANCES[0]);
+        await c.say(TIER3_UTTERANCES[0]);
+        return true;
+      } catch {
+        return false;
+      }
+    }),
+  );
+  await sleep(500);
+  const { memory: afterTurns } = await engine.request('memory');
   await Promise.all(calls.map((c) => c.close()));
   await waitForNoCalls(engine);
   await sleep(500);
   const { memory: after } = await engine.request('memory');
   const n = Math.max(1, idle.liveCalls - before.liveCalls);
+  const secondHalf = Math.max(1, idle.liveCalls - halfway.liveCalls);
   const result: MemoryResult = {
     calls: count,
     connected: calls.length,
-    failed,
+    failed: first.failed + second.failed,
+    turnsFailed: talked.filter((ok) => !ok).length,
     before,
+    halfway,
     idle,
+    afterTurns,
     after,
     perCallBytes: {
       heapUsed: (idle.heapUsed - before.heapUsed) / n,
       rss: (idle.rss - before.rss) / n,
       external: (idle.external - before.external) / n,
     },
+    perCallSecondHalfBytes: { heapUsed: (idle.heapUsed - halfway.heapUsed) / secondHalf },
+    perCallAfterTurnsBytes: { heapUsed: (afterTurns.heapUsed - before.heapUsed) / n },
     leftAfterHangupPerCallBytes: { heapUsed: (after.heapUsed - before.heapUsed) / n },
   };
   progress(
-    `  ${idle.liveCalls} live: heap ${(result.perCallBytes.heapUsed / 1024).toFixed(1)} KiB/call, ` +
-      `RSS ${(result.perCallBytes.rss / 1024).toFixed(1)} KiB/call`,
+    `  ${idle.liveCalls} live: heap ${(result.perCallBytes.heapUsed / 1024).toFixed(1)} KiB/call idle, ` +
+      `${(result.perCallAfterTurnsBytes.heapUsed / 1024).toFixed(1)} KiB/call after two turns, ` +
+      `RSS ${(result.perCallBytes.rss / 1024).toFixed(1)} KiB/call idle`,
   );
   return result;
 }
@@ -467,6 +501,14 @@ async function runAb(url: string, engine: Engine, s: Settings): Promise<AbResult
   };
 }
 
+/** Per-core busy share over `ms` before anything of ours runs (other processes on the machine). */
+async function measureBackground(ms: number): Promise<number[] | null> {
+  const before = readCpuTimes();
+  await sleep(ms);
+  const after = readCpuTimes();
+  return before === null || after === null ? null : [...cpuShares(before, after).busyPct];
+}
+
 async function main(): Promise<number> {
   const s = settingsFrom(process.argv.slice(2));
   if (s === null) {
@@ -474,6 +516,12 @@ async function main(): Promise<number> {
     return 0;
   }
   const startedAt = performance.now();
+  const background = await measureBackground(2000);
+  if (background !== null && background.reduce((sum, b) => sum + b, 0) > 25) {
+    progress(
+      `warning: the machine is already busy before the bench starts (${background.map((b) => `${b.toFixed(0)}%`).join(' / ')} per core); figures will be noisy`,
+    );
+  }
   const { dataDir, companyFile, templateFile } = await createDataDir();
   const cpus = s.pin ? { engine: '0', others: '1' } : { engine: null, others: null };
   if (s.pin)
@@ -543,6 +591,7 @@ async function main(): Promise<number> {
         node: process.version,
         platform: `${os.platform()} ${os.release()}`,
         date: new Date().toISOString(),
+        backgroundBusyPctBeforeStart: background,
       },
       config: {
         levels: s.levels,

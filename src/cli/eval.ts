@@ -7,13 +7,13 @@
  * each named with its file); 2 for a usage error.
  */
 import { readFile } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
 import type { CompanyConfig, TemplateConfig } from '../config/companyConfig.ts';
 import { parseCompany, parseTemplate } from '../config/companyConfig.ts';
 import { ConfigError } from '../errors.ts';
 import { createCompanyRouter } from '../routing/companyRouter.ts';
 import { evaluateGolden, formatGoldenReport, parseGolden } from '../routing/evaluateGolden.ts';
 import { createLocalEmbedder } from '../routing/localEmbedder.ts';
+import { parseCli } from './args.ts';
 
 const USAGE =
   'usage: npm run eval -- --company FILE --template FILE [--template FILE...] --golden FILE [--json]';
@@ -60,23 +60,23 @@ async function loadConfig(
   return [company, templates.filter((t) => t !== null)];
 }
 
-async function main(argv: readonly string[]): Promise<number> {
-  let values;
+async function main(argv: string[]): Promise<number> {
+  let parsed;
   try {
-    ({ values } = parseArgs({
-      args: [...argv],
-      options: {
-        company: { type: 'string' },
-        template: { type: 'string', multiple: true },
-        golden: { type: 'string' },
-        json: { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
+    parsed = parseCli(argv, {
+      company: { type: 'string' },
+      template: { type: 'string', multiple: true },
+      golden: { type: 'string' },
+      json: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    });
   } catch (err) {
     process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n${USAGE}\n`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  if (positionals.length > 0) {
+    process.stderr.write(`unexpected argument ${positionals[0] ?? ''}\n${USAGE}\n`);
     return 2;
   }
   if (values.help) {

@@ -229,27 +229,23 @@ export interface TriggerEvidence {
  * notice a caller using a competing scenario's trigger words.
  */
 export function createTriggerEvidence(index: TemplateIndex): TriggerEvidence {
-  const { scenarios: compiled } = compileTemplate(index);
+  const { scenarios: compiled, triggerWords } = compileTemplate(index);
   return {
     vetoed: (tokens, scenario) => {
       const c = compiled[scenario];
       return c !== undefined && isVetoed(tokens, c);
     },
-    rivalTriggerWords: (tokens, winner, rival) => countRivalWords(compileTemplate(index), tokens, winner, rival),
+    rivalTriggerWords: (tokens, winner, rival) =>
+      new Set(
+        tokens.filter(
+          (t) =>
+            !isStopword(t) &&
+            !isNeutral(t) &&
+            triggerWords.get(t)?.has(rival) === true &&
+            index.scenarioVocabulary.get(t)?.has(winner) !== true,
+        ),
+      ).size,
   };
-}
-
-function countRivalWords(template: CompiledTemplate, tokens: readonly string[], winner: number, rival: number): number {
-  const { index, triggerWords } = template;
-  return new Set(
-    tokens.filter(
-      (t) =>
-        !isStopword(t) &&
-        !isNeutral(t) &&
-        triggerWords.get(t)?.has(rival) === true &&
-        index.scenarioVocabulary.get(t)?.has(winner) !== true,
-    ),
-  ).size;
 }
 
 function emptyVerdict(durationMs: number): Tier1Verdict {
@@ -308,8 +304,7 @@ export function createTier1Matcher(
     if (top === undefined) return emptyVerdict(performance.now() - started);
     // Two scenarios matching about as well means the caller may mean either: less sure of the winner.
     const runnerUp = scored[1]?.score ?? 0;
-    const rivalWords = scored[1] === undefined ? 0 : countRivalWords(template, tokens, top.c.entry.index, scored[1].c.entry.index);
-    const confidence = Math.max(0, top.score - 0.6 * Math.max(0, runnerUp - 0.5)) * (Number(process.env['T1R'] ?? 1) ** rivalWords);
+    const confidence = Math.max(0, top.score - 0.6 * Math.max(0, runnerUp - 0.5));
     const s = top.c.entry.scenario;
     return {
       confidence: round(confidence),

@@ -451,9 +451,8 @@ export async function createTier2Matcher(
         predict(calibration, features(ranked, known)) *
         equipmentFactor(utterance, equipment[top.index]) *
         RIVAL_WORD_FACTOR ** rivalWords;
-      const lexical = tier1(utterance);
       const confidence =
-        (process.env['NOBOOST'] === '1' && rivalWords > 0 && lexical.scenarioId === top.scenario.id ? semantic : lexicalFactor(semantic, lexical, top.scenario.id)) * situationFactor(situation, top.category);
+        lexicalFactor(semantic, tier1(utterance), top.scenario.id) * situationFactor(situation, top.category);
       return {
         confidence: round(confidence),
         scenarioId: top.scenario.id,

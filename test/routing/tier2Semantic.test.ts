@@ -87,6 +87,18 @@ describe('createTier2Matcher', () => {
     expect(faucet.scenarioId === 'repair-running-toilet' ? faucet.confidence : 0).toBeLessThan(0.6);
   });
 
+  it('is less sure when the caller also uses the trigger words of a close rival scenario', async () => {
+    const plain = await plumbing.match('Can somebody come out tomorrow morning?', null);
+    const twoRequests = await plumbing.match(
+      'Can somebody come out tomorrow morning, what is the trip charge?',
+      null,
+    );
+    expect(plain).toMatchObject({ scenarioId: 'booking-schedule' });
+    expect(plain.confidence).toBeGreaterThanOrEqual(0.6);
+    expect(twoRequests.candidates.map((c) => c.scenarioId)).toContain('pricing-service-call');
+    expect(twoRequests.confidence).toBeLessThan(0.6);
+  });
+
   it('works with an embedder it cannot fit', async () => {
     const matcher = await createTier2Matcher([demoTemplate()], recordingEmbedder());
     expect(matcher.embedderId).toBe('test:recording');
