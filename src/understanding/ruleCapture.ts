@@ -200,7 +200,8 @@ const TIME_PATTERNS: readonly RegExp[] = [
     `\\b(?:${MONTHS})\\.?\\s+\\d{1,2}(?:st|nd|rd|th)?\\b|\\bthe\\s+\\d{1,2}(?:st|nd|rd|th)\\b|\\b\\d{1,2}/\\d{1,2}(?:/\\d{2,4})?\\b`,
   ),
   /\b(?:(?:early|late|first thing (?:in the)?|in the)\s+)?(?:morning|afternoon|evening)s?\b|\b(?:around |at )?(?:noon|midday|lunch ?time)\b/,
-  /\b(?:at|around|after|before|by)\s+\d{1,2}(?::\d{2})?\s*(?:a\.?m\.?|p\.?m\.?|o'?clock)?(?=\W|$)|\b\d{1,2}(?::\d{2})?\s*(?:a\.?m\.?|p\.?m\.?)(?=\W|$)/,
+  // "at 3 pm", "around 10:30"; a bare "at 42" followed by more words is an address, not a time.
+  /\b(?:at|around|after|before|by)\s+\d{1,2}(?::\d{2})?\s*(?:a\.?m\.?|p\.?m\.?|o'?clock)(?=\W|$)|\b(?:at|around|after|before|by)\s+(?:1[0-2]|[1-9])(?::[0-5]\d)?(?=\s*(?:[.,!?;]|$|\s(?:in|on|or|and|if|then|tomorrow|today|tonight)\b))|\b\d{1,2}(?::\d{2})?\s*(?:a\.?m\.?|p\.?m\.?)(?=\W|$)/,
   /\b(?:as soon as possible|asap|right away|any ?time|first available|earliest)\b/,
 ];
 

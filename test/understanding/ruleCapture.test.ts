@@ -1,7 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { slotNames } from '../../src/config/companyConfig.ts';
-import { captureSlots, extractAllEquipment, relatedEquipment } from '../../src/understanding/ruleCapture.ts';
+import {
+  captureSlots,
+  extractAllEquipment,
+  extractPreferredTime,
+  relatedEquipment,
+} from '../../src/understanding/ruleCapture.ts';
 
 const all = [...slotNames];
 const capture = (utterance: string, previous = {}) => captureSlots(utterance, previous, all);
@@ -115,5 +120,16 @@ describe('captureSlots', () => {
     }
     // Even a value that is not a string at all (a bad caller of the API) is survived.
     expect(() => captureSlots(undefined as unknown as string, {}, all)).not.toThrow();
+  });
+});
+
+describe('a house number is not a time', () => {
+  it.each([
+    ["Can someone come Thursday morning? I'm at 42 Maple Street", 'thursday morning'],
+    ['I live at 9 Elm Road, can you come tomorrow', 'tomorrow'],
+    ['tomorrow at 3', 'tomorrow at 3'],
+    ['friday at 4 pm', 'friday at 4 pm'],
+  ])('%s → %s', (utterance, time) => {
+    expect(extractPreferredTime(utterance)).toBe(time);
   });
 });
