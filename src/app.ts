@@ -23,6 +23,12 @@ import type { RunningServer, ServerOptions } from './server/httpServer.ts';
 import { createFileConfigStore, loadCatalog, seedDemo } from './store/configStore.ts';
 import { createMemoryWarmupStats } from './warmup/warmupStats.ts';
 
+/**
+ * New calls are refused (503 on the webhook, so Twilio can fail over) while the event loop lags by
+ * more than this: live calls would otherwise all get slower.
+ */
+export const DEFAULT_SHED_DELAY_MS = 500;
+
 export interface AppOptions {
   readonly log?: Logger;
   readonly ledger?: CostLedger;
@@ -30,6 +36,7 @@ export interface AppOptions {
   readonly embedder?: Embedder;
   readonly timing?: { startTimeoutMs?: number; turnTimeoutMs?: number };
   readonly relay?: ServerOptions['relay'];
+  /** Overrides DEFAULT_SHED_DELAY_MS. */
   readonly shedDelayMs?: number;
   readonly onTurn?: (turn: { record: TurnRecord; latencyMs: number; engineMs: number }) => void;
 }
@@ -102,7 +109,7 @@ export async function startApp(env: EnvConfig, options: AppOptions = {}): Promis
     engine,
     log,
     ...(options.relay ? { relay: options.relay } : {}),
-    ...(options.shedDelayMs !== undefined ? { shedDelayMs: options.shedDelayMs } : {}),
+    shedDelayMs: options.shedDelayMs ?? DEFAULT_SHED_DELAY_MS,
   });
   log.info(
     {

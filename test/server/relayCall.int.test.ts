@@ -150,6 +150,23 @@ describe('who may connect', () => {
   });
 });
 
+describe('load shedding', () => {
+  test('a saturated event loop refuses new calls with 503 until it recovers', async () => {
+    app = await startTestApp({ app: { shedDelayMs: 40 } });
+    // Stall the event loop past one measuring window, the way a CPU-bound burst would.
+    const busyUntil = Date.now() + 1100;
+    while (Date.now() < busyUntil) {
+      // busy
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const refused = await post(`${app.server.url}/twilio/voice`, { To: DEMO, CallSid: 'CA-busy' });
+    expect(refused.status).toBe(503);
+    await new Promise((resolve) => setTimeout(resolve, 2200));
+    const accepted = await post(`${app.server.url}/twilio/voice`, { To: DEMO, CallSid: 'CA-calm' });
+    expect(accepted.status).toBe(200);
+  });
+});
+
 describe('bad input on the socket', () => {
   test('garbage frames are counted and the socket closed with 1008; the engine keeps serving', async () => {
     app = await startTestApp();
