@@ -41,6 +41,7 @@ describe('a call over ConversationRelay', () => {
     app = await startTestApp();
     const health = await fetch(`${app.server.url}/health`);
     expect(health.status).toBe(200);
+    expect(await health.json()).toMatchObject({ status: 'ok', ready: true, liveCalls: 0 });
 
     const call = new TestCall({ url: app.server.url, to: DEMO, from: '+15555550123' });
     await call.connect();
