@@ -2,6 +2,7 @@
  * The composition root: configuration in, a running engine and server out. main.ts, the tests and
  * the benchmark all start Switchboard through here, so they run the same wiring.
  */
+import { randomUUID } from 'node:crypto';
 import type { TurnRecord } from '../machines/types.ts';
 import { Engine } from './calls/engine.ts';
 import type { EnvConfig } from './config/env.ts';
@@ -9,6 +10,8 @@ import { createMemoryBudgetStore } from './cost/budgets.ts';
 import type { BudgetStore } from './cost/budgets.ts';
 import { createMemoryLedger } from './cost/costLedger.ts';
 import type { CostLedger } from './cost/costLedger.ts';
+import type { CostSink } from './cost/costEvent.ts';
+import { costUsd, PRICE_TABLE_VERSION } from './cost/priceTable.ts';
 import { createLogger } from './observability/logger.ts';
 import type { Logger } from './observability/logger.ts';
 import type { Embedder } from './providers/embeddings/embedder.ts';
@@ -71,6 +74,47 @@ export function llmClientsFrom(env: EnvConfig): LlmClients {
   };
 }
 
+/**
+ * Tier 2's embedder per company: OpenAI embeddings when a key is configured (each company its own
+ * batching client, so every embeddings request is a cost event billed to that company), the local
+ * embedder otherwise, or the one a caller provides (tests, bench).
+ */
+export function embeddersFrom(
+  env: EnvConfig,
+  ledger: CostSink,
+  given?: Embedder,
+): (companyId: string) => Embedder {
+  if (given !== undefined) return () => given;
+  const openai = env.openai;
+  if (openai === undefined) return () => createLocalEmbedder();
+  return (companyId) =>
+    createOpenAiEmbedder({
+      apiKey: openai.apiKey,
+      ...(openai.baseURL ? { baseURL: openai.baseURL } : {}),
+      onUsage: (usage) =>
+        ledger.record({
+          id: randomUUID(),
+          at: new Date().toISOString(),
+          companyId,
+          callId: null,
+          callSid: null,
+          turn: null,
+          purpose: 'embedding',
+          tier: 2,
+          action: 'completed',
+          provider: 'openai',
+          model: usage.model,
+          inputTokens: usage.inputTokens,
+          outputTokens: 0,
+          durationMs: Math.round(usage.durationMs),
+          costUsd: costUsd('openai', usage.model, { inputTokens: usage.inputTokens, outputTokens: 0 }),
+          estimated: false,
+          priceVersion: PRICE_TABLE_VERSION,
+          timeSavedMs: null,
+        }),
+    });
+}
+
 export async function startApp(env: EnvConfig, options: AppOptions = {}): Promise<App> {
   const log = options.log ?? createLogger(env.logLevel);
   if (env.twilio.authToken === undefined) {
@@ -83,19 +127,12 @@ export async function startApp(env: EnvConfig, options: AppOptions = {}): Promis
     log.info({ dataDir: env.dataDir }, 'first start: loaded the demo company and template');
   const catalog = await loadCatalog(store);
 
-  const embedder =
-    options.embedder ??
-    (env.openai
-      ? createOpenAiEmbedder({
-          apiKey: env.openai.apiKey,
-          ...(env.openai.baseURL ? { baseURL: env.openai.baseURL } : {}),
-        })
-      : createLocalEmbedder());
   const ledger = options.ledger ?? createMemoryLedger();
+  const embedderFor = embeddersFrom(env, ledger, options.embedder);
   const engine = await Engine.create({
     catalog,
     log,
-    embedder,
+    embedderFor,
     clients: llmClientsFrom(env),
     budgets: options.budgets ?? createMemoryBudgetStore(),
     stats: createMemoryWarmupStats(),
@@ -116,7 +153,7 @@ export async function startApp(env: EnvConfig, options: AppOptions = {}): Promis
       url: server.url,
       companies: catalog.companies.size,
       templates: catalog.templates.size,
-      embedder: embedder.id,
+      embedder: embedderFor('').id,
     },
     'switchboard ready',
   );

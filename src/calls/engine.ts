@@ -49,7 +49,8 @@ import type { CallTransport } from './callTransport.ts';
 export interface EngineDeps {
   readonly catalog: Catalog;
   readonly log: Logger;
-  readonly embedder: Embedder;
+  /** The embedder for a company's Tier 2 (one per company, so paid embeddings are billed to it). */
+  readonly embedderFor: (companyId: string) => Embedder;
   readonly clients: LlmClients;
   readonly budgets: BudgetStore;
   readonly stats: WarmupStats;
@@ -131,13 +132,14 @@ export class Engine {
       return t;
     });
     let router: CompanyRouter;
+    const embedder = this.#deps.embedderFor(company.id);
     try {
-      router = await createCompanyRouter({ company, templates, embedder: this.#deps.embedder });
+      router = await createCompanyRouter({ company, templates, embedder });
     } catch (err) {
       if (!(err instanceof AppError) || err.code !== 'ERR_EMBEDDINGS_FAILED') throw err;
       // An embeddings outage at start must not keep the engine from answering calls.
       this.#deps.log.error(
-        { companyId: company.id, embedder: this.#deps.embedder.id, err: { message: err.message } },
+        { companyId: company.id, embedder: embedder.id, err: { message: err.message } },
         'embeddings unavailable at start; Tier 2 uses the local embedder for this company',
       );
       router = await createCompanyRouter({ company, templates, embedder: createLocalEmbedder() });

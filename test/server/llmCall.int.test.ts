@@ -190,6 +190,27 @@ describe('when the LLM cannot answer, the caller still hears a line', () => {
 });
 
 describe('providers', () => {
+  test('OpenAI embeddings for Tier 2 are cost events billed to the company, batched per request', async () => {
+    fake = await startFakeOpenAiServer();
+    app = await startTestApp({
+      company: await companyWith((c) => {
+        c.warmup.enabled = false;
+        c.gatekeeper.llm.providers = [];
+      }),
+      env: { OPENAI_API_KEY: 'sk-test', OPENAI_BASE_URL: fake.baseURL },
+    });
+    const atStart = app.ledger.recent().filter((e) => e.purpose === 'embedding');
+    expect(atStart.length).toBeGreaterThan(0);
+    expect(atStart[0]).toMatchObject({ companyId: 'riverside-plumbing', tier: 2, provider: 'openai', action: 'completed' });
+    expect(atStart[0]!.costUsd).toBeGreaterThan(0);
+    const embeddingRequests = () => fake!.requests.filter((r) => r.path.endsWith('/embeddings')).length;
+    const before = embeddingRequests();
+    const { call } = await callOnce('Quintessential zebra marmalade');
+    expect(embeddingRequests()).toBe(before + 1);
+    expect(app.ledger.recent().filter((e) => e.purpose === 'embedding')).toHaveLength(atStart.length + 1);
+    await call.close();
+  });
+
   test('Anthropic answers Tier 3 through its own SDK and wire protocol', async () => {
     fake = await startFakeAnthropicServer();
     fake.script({ type: 'text', text: 'Happy to help with that.' });
