@@ -15,7 +15,7 @@ import { loadEnv } from '../config/env.ts';
 import { ConfigError } from '../errors.ts';
 import { TRACE_HEADER } from '../twilio/relayProtocol.ts';
 import { twilioSignature } from '../twilio/signature.ts';
-import { parseCli } from './args.ts';
+import { isMain, parseCli } from './args.ts';
 
 export const DEMO_NUMBER = '+15550100100';
 
@@ -322,7 +322,7 @@ async function main(): Promise<number> {
   return 0;
 }
 
-if (import.meta.main) {
+if (isMain(import.meta.url)) {
   main().then(
     (code) => process.exit(code),
     (err: unknown) => {

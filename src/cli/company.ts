@@ -8,7 +8,7 @@ import { loadEnv } from '../config/env.ts';
 import { ConfigError } from '../errors.ts';
 import { buildCatalog, createFileConfigStore, readDocumentFiles, seedDemo } from '../store/configStore.ts';
 import type { ConfigStore } from '../store/configStore.ts';
-import { parseCli } from './args.ts';
+import { isMain, parseCli } from './args.ts';
 
 const USAGE = `usage:
   npm run company -- import FILE [FILE…]        validate and load company/template JSON files
@@ -99,7 +99,7 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-if (import.meta.main) {
+if (isMain(import.meta.url)) {
   main(process.argv.slice(2)).then(
     (code) => process.exit(code),
     (err: unknown) => {
