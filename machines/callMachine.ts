@@ -6,7 +6,7 @@
  * Events are dot-namespaced by source (`caller.*`, `playback.*`, `twilio.*`); actors are nouns;
  * actions verbs; guards predicates; delays named after what they wait for.
  */
-import { assign, emit, enqueueActions, fromCallback, fromPromise, setup } from 'xstate';
+import { assign, emit, enqueueActions, fromCallback, fromPromise, setup, stateIn } from 'xstate';
 import type {
   AnsweredBy,
   CaptureResult,
@@ -31,6 +31,8 @@ export interface CallPolicy {
   /** Detect runs again after capture when its first confidence is below this. */
   readonly detectConfidenceThreshold: number;
   readonly criticalSlots: readonly string[];
+  /** Run detect after capture instead of beside it (then no reconcile is needed). */
+  readonly understandInOrder: boolean;
   /** LLM fallback enabled for the company and a provider configured. */
   readonly llmEnabled: boolean;
   readonly warmupEnabled: boolean;
@@ -236,6 +238,15 @@ function fallbackKindFor(context: CallContext): FallbackKind {
   return 'noMatchFound';
 }
 
+/** Why detect must run again after capture, or null when its first answer stands. */
+function reconcileReason(context: CallContext): TurnRecord['reconcileReason'] {
+  if (context.policy.understandInOrder) return null;
+  const { capture, preDetect } = context.work;
+  const newCritical = capture?.changed.some((name) => context.policy.criticalSlots.includes(name)) ?? false;
+  const unsure = preDetect === null || preDetect.confidence < context.policy.detectConfidenceThreshold;
+  return newCritical && unsure ? 'both' : newCritical ? 'new-critical-slot' : unsure ? 'unsure-detect' : null;
+}
+
 /** What became of a warmup when the turn moves on without adopting it. */
 function warmupOutcomeOnLeaving(work: TurnWork): WarmupOutcome {
   switch (work.warmup.status) {
@@ -293,14 +304,9 @@ export const callMachine = setup({
   },
   guards: {
     repromptsExhausted: ({ context }) => context.reprompts >= context.policy.maxReprompts,
-    /** Reconcile: a new critical slot, or a first detection too unsure to trust. */
-    needsRedetect: ({ context }) => {
-      const { capture, preDetect } = context.work;
-      const newCritical =
-        capture?.changed.some((name) => context.policy.criticalSlots.includes(name)) ?? false;
-      const unsure = preDetect === null || preDetect.confidence < context.policy.detectConfidenceThreshold;
-      return newCritical || unsure;
-    },
+    understandsInOrder: ({ context }) => context.policy.understandInOrder,
+    /** Reconcile: a new critical slot, or a first detection too unsure to trust (parallel only). */
+    needsRedetect: ({ context }) => reconcileReason(context) !== null,
     warmupImpossible: ({ context }) => !context.policy.llmEnabled || !context.policy.warmupEnabled,
     warmupApproved: ({ context }) => context.work.gate?.warm === true,
     warmupAnswered: ({ context }) => context.work.warmup.status === 'done',
@@ -504,13 +510,32 @@ export const callMachine = setup({
                   },
                 },
                 detect: {
-                  initial: 'running',
+                  initial: 'ordering',
                   states: {
+                    ordering: {
+                      always: [
+                        { guard: 'understandsInOrder', target: 'awaitingCapture' },
+                        { target: 'running' },
+                      ],
+                    },
+                    // Sequential understanding (a baseline, or for providers that cannot take two requests).
+                    awaitingCapture: {
+                      always: {
+                        guard: stateIn('#call.conversation.thinking.understanding.capture.done'),
+                        target: 'running',
+                      },
+                    },
                     running: {
                       invoke: {
                         src: 'detect',
-                        // Detect runs on the context as it was before this turn's capture.
-                        input: ({ context }) => ({ ...turnInput(context), pass: 'first' as const }),
+                        // In parallel, detect runs on the context as it was before this turn's capture.
+                        input: ({ context }) => ({
+                          ...turnInput(context),
+                          slots: context.policy.understandInOrder
+                            ? (context.work.capture?.slots ?? context.slots)
+                            : context.slots,
+                          pass: 'first' as const,
+                        }),
                         onDone: {
                           target: 'done',
                           actions: assign(({ context, event }) => ({
@@ -529,10 +554,14 @@ export const callMachine = setup({
               },
               onDone: {
                 target: 'reconciling',
-                // Capture and detect ran side by side: the critical path is the slower provider.
+                // Side by side, the critical path is the slower provider; in order, both.
                 actions: assign(({ context }) => {
                   const w = context.work;
-                  const providerMs = Math.max(w.capture?.providerMs ?? 0, w.preDetect?.providerMs ?? 0);
+                  const capture = w.capture?.providerMs ?? 0;
+                  const detect = w.preDetect?.providerMs ?? 0;
+                  const providerMs = context.policy.understandInOrder
+                    ? capture + detect
+                    : Math.max(capture, detect);
                   return {
                     slots: w.capture?.slots ?? context.slots,
                     situation: w.preDetect ?? context.situation,
@@ -957,6 +986,7 @@ export function turnRecord(context: CallContext): TurnRecord {
     slots: context.slots,
     situation: context.situation,
     reconciled: w.redetected,
+    reconcileReason: w.redetected ? reconcileReason(context) : null,
     tier,
     confidence:
       answering?.confidence ??

@@ -114,6 +114,8 @@ export interface TurnRecord {
   readonly slots: Slots;
   readonly situation: Situation | null;
   readonly reconciled: boolean;
+  /** Why detect ran again: a new critical slot, a first detection too unsure to trust, or both. */
+  readonly reconcileReason: 'new-critical-slot' | 'unsure-detect' | 'both' | null;
   readonly tier: AnsweredBy;
   readonly confidence: number;
   readonly tier1Confidence: number | null;

@@ -7,11 +7,7 @@
  */
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { pino } from 'pino';
-import { fromPromise } from 'xstate';
-import type { CallMachine, DetectInput, TurnInput } from '../../machines/callMachine.ts';
-import type { CaptureResult, Situation } from '../../machines/types.ts';
 import { startApp } from '../app.ts';
-import type { Engine } from '../calls/engine.ts';
 import { loadEnv } from '../config/env.ts';
 import { createLogger } from '../observability/logger.ts';
 import type { Embedder } from '../providers/embeddings/embedder.ts';
@@ -61,72 +57,9 @@ function delayedEmbedder(inner: LocalEmbedder, delayMs: number): LocalEmbedder {
   };
 }
 
-/**
- * The sequential baseline, built here so production code stays untouched: for calls of
- * `companyId`, the capture actor runs capture and then detect (with the slots capture found) and
- * the detect actor waits for that; the reconcile re-detect never fires (detect already saw the new
- * slots). The capture stage then reports the wall time and provider time of both steps, so the
- * machine's critical-path provider time stays right. Other companies get exactly the engine's own
- * implementations.
- */
-function withSequentialCompany(engine: Engine, companyId: string): CallMachine {
-  const base = engine.machine;
-  const needsRedetect = base.implementations.guards['needsRedetect'];
-  if (typeof needsRedetect !== 'function')
-    throw new Error('bench: the needsRedetect guard is not a function');
-  const understanding = (id: string) => {
-    const runtime = engine.company(id);
-    if (runtime === undefined) throw new Error(`bench: unknown company ${id}`);
-    return runtime.understanding;
-  };
-  const pipelines = new Map<string, Promise<{ capture: CaptureResult; detect: Situation }>>();
-  const pipeline = (input: TurnInput, signal: AbortSignal) => {
-    const key = `${input.callId}#${input.turn}`;
-    let running = pipelines.get(key);
-    if (running === undefined) {
-      const u = understanding(input.companyId);
-      running = (async () => {
-        const started = performance.now();
-        const capture = await u.capture(input, signal);
-        const detect = await u.detect({ ...input, slots: capture.slots, pass: 'first' }, signal);
-        return {
-          capture: {
-            ...capture,
-            providerMs: capture.providerMs + detect.providerMs,
-            durationMs: performance.now() - started,
-          },
-          detect,
-        };
-      })();
-      pipelines.set(key, running);
-      running.then(
-        () => pipelines.delete(key),
-        () => pipelines.delete(key),
-      );
-    }
-    return running;
-  };
-  return base.provide({
-    actors: {
-      capture: fromPromise<CaptureResult, TurnInput>(async ({ input, signal }) =>
-        input.companyId === companyId
-          ? (await pipeline(input, signal)).capture
-          : understanding(input.companyId).capture(input, signal),
-      ),
-      detect: fromPromise<Situation, DetectInput>(async ({ input, signal }) =>
-        input.companyId === companyId && input.pass === 'first'
-          ? (await pipeline(input, signal)).detect
-          : understanding(input.companyId).detect(input, signal),
-      ),
-    },
-    guards: {
-      needsRedetect: (args, params) =>
-        args.context.companyId === companyId ? false : needsRedetect(args, params),
-    },
-  });
-}
-
 let turns: TurnSample[] = [];
+let reconcileReasons = { newCriticalSlot: 0, unsureDetect: 0, both: 0 };
+
 let windowStart = performance.now();
 let cpuStart = process.cpuUsage();
 let eluStart = performance.eventLoopUtilization();
@@ -169,13 +102,12 @@ const app = await startApp(
         reconciled: record.reconciled,
         fallbackKind: record.fallbackKind,
       });
+      if (record.reconcileReason === 'both') reconcileReasons.both += 1;
+      else if (record.reconcileReason === 'new-critical-slot') reconcileReasons.newCriticalSlot += 1;
+      else if (record.reconcileReason === 'unsure-detect') reconcileReasons.unsureDetect += 1;
     },
   },
 );
-// The engine hands `machine` to every new call; swapping it here changes only calls opened later.
-Object.defineProperty(app.engine, 'machine', {
-  value: withSequentialCompany(app.engine, config.sequentialCompanyId),
-});
 
 const sampler = setInterval(() => {
   const n = app.engine.liveCalls;
@@ -209,6 +141,7 @@ serveParent<EngineRequest>(async (request) => {
   switch (request.type) {
     case 'phase':
       turns = [];
+      reconcileReasons = { newCriticalSlot: 0, unsureDetect: 0, both: 0 };
       windowStart = performance.now();
       cpuStart = process.cpuUsage();
       eluStart = performance.eventLoopUtilization();
@@ -224,6 +157,7 @@ serveParent<EngineRequest>(async (request) => {
       const window = {
         durationMs,
         turns,
+        reconcileReasons,
         liveCalls: {
           min: live.samples === 0 ? app.engine.liveCalls : live.min,
           mean: live.samples === 0 ? app.engine.liveCalls : live.sum / live.samples,

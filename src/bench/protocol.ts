@@ -31,6 +31,12 @@ export interface TurnSample {
 export interface EngineWindow {
   readonly durationMs: number;
   readonly turns: readonly TurnSample[];
+  /** Why re-detects ran (counted in the needsRedetect guard), all companies but the sequential one. */
+  readonly reconcileReasons: {
+    readonly newCriticalSlot: number;
+    readonly unsureDetect: number;
+    readonly both: number;
+  };
   /** engine.liveCalls sampled every 100 ms. */
   readonly liveCalls: { readonly min: number; readonly mean: number; readonly max: number };
   /** CPU time of the engine process (user + system) as a share of one core. */
@@ -91,8 +97,6 @@ export interface EngineChildConfig {
   readonly embeddingMs: number;
   readonly logLevel: string;
   readonly playbackMsPerChar: number;
-  /** Company whose calls run capture then detect (the sequential baseline). */
-  readonly sequentialCompanyId: string;
 }
 
 /** Configuration handed to the fake-provider child (JSON in BENCH_FAKE_CONFIG). */
@@ -177,6 +181,8 @@ export class Child<Req extends { id: number; type: string }, Ans extends { id: n
 export function serveParent<Req extends { id: number; type: string }>(
   handle: (request: Req) => Promise<Record<string, unknown> & { type: string }>,
 ): void {
+  // The orchestrator went away (Ctrl-C, crash): do not outlive it.
+  process.on('disconnect', () => process.exit(0));
   process.on('message', (raw) => {
     const request = raw as Req;
     handle(request).then(

@@ -31,6 +31,8 @@ export interface LevelResult {
   readonly warmup: Record<string, number>;
   readonly warmupSkipReasons: Record<string, number>;
   readonly reconcileRate: number | null;
+  /** Why the re-detects ran: a newly captured critical slot, a first detect below the threshold, or both. */
+  readonly reconcileReasons: Record<string, number>;
   readonly stages: Record<Stage, Summary>;
   /**
    * Turn latency minus the fakes' nominal latencies on the turn's path (understanding, re-detect,
@@ -109,6 +111,7 @@ export interface AbResult {
     readonly turnP95: number | null;
     readonly understandingP50: number | null;
     readonly understandingP95: number | null;
+    readonly understandingMean: number | null;
   };
 }
 
@@ -276,13 +279,14 @@ export function formatReport(r: BenchResult): string {
     out.push('Who answered, warmup outcome, reconcile rate');
     out.push(
       table(
-        ['calls', 'tiers', 'warmup', 'warmup skipped because', 'reconciled'],
+        ['calls', 'tiers', 'warmup', 'warmup skipped because', 'reconciled', 'reconciled because'],
         r.levels.map((l) => [
           String(l.calls),
           shares(l.tiers),
           shares(l.warmup),
           shares(l.warmupSkipReasons),
           pct(l.reconcileRate),
+          shares(l.reconcileReasons),
         ]),
       ),
       '',
@@ -362,7 +366,14 @@ export function formatReport(r: BenchResult): string {
       ms(a.latencyMs.p50),
       ms(a.latencyMs.p95),
       ms(a.latencyMs.p99),
-      ...(understanding ? [ms(a.understandingMs.p50), ms(a.understandingMs.p95), pct(a.reconcileRate)] : []),
+      ...(understanding
+        ? [
+            ms(a.understandingMs.p50),
+            ms(a.understandingMs.p95),
+            ms(a.understandingMs.mean),
+            pct(a.reconcileRate),
+          ]
+        : []),
       shares(a.warmup),
     ];
     out.push(
@@ -382,13 +393,15 @@ export function formatReport(r: BenchResult): string {
           'turn p99',
           'underst. p50',
           'underst. p95',
+          'underst. mean',
           'reconciled',
           'warmup',
         ],
         [arm(ab.parallel, true), arm(ab.sequential, true)],
       ),
       `parallel/sequential: turn p50 ${x(ab.parallelRatio.turnP50)}, p95 ${x(ab.parallelRatio.turnP95)}; ` +
-        `understanding p50 ${x(ab.parallelRatio.understandingP50)}, p95 ${x(ab.parallelRatio.understandingP95)}`,
+        `understanding p50 ${x(ab.parallelRatio.understandingP50)}, p95 ${x(ab.parallelRatio.understandingP95)}, ` +
+        `mean ${x(ab.parallelRatio.understandingMean)}`,
       '',
     );
   }

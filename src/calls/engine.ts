@@ -83,6 +83,7 @@ export function policyFor(
     tier2Threshold: company.gatekeeper.tier2Threshold,
     detectConfidenceThreshold: conv.detectConfidenceThreshold,
     criticalSlots: company.slots.filter((s) => s.critical).map((s) => s.name),
+    understandInOrder: company.understanding.order === 'sequential',
     llmEnabled,
     warmupEnabled: llmEnabled && company.warmup.enabled,
     canTransfer: canTransfer(company),

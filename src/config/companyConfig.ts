@@ -95,6 +95,8 @@ const companySchema = z.looseObject({
     .looseObject({
       /** auto: LLM-backed when a provider is configured, rules otherwise. */
       mode: z.enum(['auto', 'rules', 'llm']).default('auto'),
+      /** parallel: capture ∥ detect, then reconcile; sequential: capture, then detect. */
+      order: z.enum(['parallel', 'sequential']).default('parallel'),
       /** "vendor:model" for capture/detect; defaults to the first gatekeeper.llm provider. */
       model: providerModel.optional(),
       timeoutMs: z.number().int().min(100).max(10_000).default(1500),

@@ -111,6 +111,9 @@ const TRANSITION_TABLE = [
   'conversation.thinking.understanding done -> conversation.thinking.reconciling',
   'conversation.thinking.understanding.capture.running done(capture) -> conversation.thinking.understanding.capture.done',
   'conversation.thinking.understanding.capture.running error(capture) -> conversation.thinking.understanding.capture.done',
+  'conversation.thinking.understanding.detect.ordering always [understandsInOrder] -> conversation.thinking.understanding.detect.awaitingCapture',
+  'conversation.thinking.understanding.detect.ordering always -> conversation.thinking.understanding.detect.running',
+  'conversation.thinking.understanding.detect.awaitingCapture always [inline] -> conversation.thinking.understanding.detect.running',
   'conversation.thinking.understanding.detect.running done(detect) -> conversation.thinking.understanding.detect.done',
   'conversation.thinking.understanding.detect.running error(detect) -> conversation.thinking.understanding.detect.done',
   'conversation.thinking.reconciling always [needsRedetect] -> conversation.thinking.redetecting',
@@ -528,6 +531,7 @@ const VARIANTS: { name: string; policy: CallPolicy }[] = [
   { name: 'LLM disabled', policy: { ...policy, llmEnabled: false } },
   { name: 'warmup disabled', policy: { ...policy, warmupEnabled: false } },
   { name: 'no transfer', policy: { ...policy, canTransfer: false } },
+  { name: 'capture before detect', policy: { ...policy, understandInOrder: true } },
 ];
 
 interface Generated {

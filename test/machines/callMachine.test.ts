@@ -404,6 +404,19 @@ describe('understanding: capture, detect and reconcile', () => {
     expect(h.calls.tier1).toHaveLength(1);
   });
 
+  it('in sequential mode, detects once, after capture, with the captured slots', async () => {
+    const capture = pending<CaptureResult>();
+    const h = call({ capture: capture.fn }, { understandInOrder: true });
+    await connect(h);
+    await say(h, 'my boiler is broken');
+    expect(h.calls.capture).toHaveLength(1);
+    expect(h.calls.detect).toBeUndefined();
+    capture.d.resolve(captured({ equipment: 'boiler' }, ['equipment']));
+    await settle();
+    expect(h.calls.detect).toEqual([expect.objectContaining({ pass: 'first', slots: { equipment: 'boiler' } })]);
+    expect(lastTurn(h)).toMatchObject({ reconciled: false, slots: { equipment: 'boiler' } });
+  });
+
   it('re-runs detect with the updated slots when capture found a new critical slot', async () => {
     const h = call({ capture: () => captured({ equipment: 'boiler' }, ['equipment']) });
     await connect(h);

@@ -30,6 +30,7 @@ export const policy: CallPolicy = {
   tier2Threshold: 0.6,
   detectConfidenceThreshold: 0.6,
   criticalSlots: ['equipment', 'urgency'],
+  understandInOrder: false,
   llmEnabled: true,
   warmupEnabled: true,
   canTransfer: true,
