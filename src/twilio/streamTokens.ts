@@ -29,7 +29,11 @@ export function createStreamTokens(
   const spent = new Map<string, number>();
   const sign = (body: string) => createHmac('sha256', key).update(body).digest('base64url');
 
+  let consumed = 0;
+  // Expired nonces can never be replayed (the token's own expiry refuses them), so forgetting them
+  // is only about memory: sweep now and then, not on every call.
   const sweep = () => {
+    if (++consumed % 256 !== 0) return;
     const t = now();
     for (const [nonce, exp] of spent) if (exp < t) spent.delete(nonce);
   };
