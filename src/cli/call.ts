@@ -306,15 +306,17 @@ async function main(): Promise<number> {
     if (!(open = await run(utterance))) break;
   }
   if (open && values.interactive) {
-    const rl = createInterface({
-      input: process.stdin,
-      output: process.stdout,
-      terminal: process.stdin.isTTY,
-    });
-    for (;;) {
-      const line = (await rl.question(json ? '' : 'you › ').catch(() => null))?.trim();
-      if (line === undefined || line === null || line === '' || line === '/quit') break;
+    // Iterating the interface buffers lines, so piped input works as well as typing.
+    const rl = createInterface({ input: process.stdin, terminal: false });
+    const prompt = () => {
+      if (!json && process.stdin.isTTY) process.stdout.write('you › ');
+    };
+    prompt();
+    for await (const raw of rl) {
+      const line = raw.trim();
+      if (line === '' || line === '/quit') break;
       if (!(await run(line))) break;
+      prompt();
     }
     rl.close();
   }

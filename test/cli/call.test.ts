@@ -1,5 +1,5 @@
 /** `npm run call -- --json`: the test client as a user runs it, against a running engine. */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, expect, test } from 'vitest';
@@ -72,4 +72,25 @@ test('prints a readable turn without --json, and fails clearly when no engine an
   ]).catch((err: { code: number; stderr: string }) => err);
   expect((failed as { code: number }).code).toBe(1);
   expect((failed as { stderr: string }).stderr).toMatch(/^call failed: /);
+});
+
+test('--interactive reads turns from standard input until an empty line', async () => {
+  app = await startTestApp();
+  const child = spawn(process.execPath, [
+    path.resolve('src/cli/call.ts'),
+    '--url',
+    app.server.url,
+    '--interactive',
+    '--json',
+  ]);
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stdin.end('What are your hours?\nDo you have a warranty on repairs?\n\nDo you sell pizza?\n');
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  expect(code).toBe(0);
+  const turns = out
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { scenarioId: string | null });
+  expect(turns.map((t) => t.scenarioId)).toEqual(['hours-open', 'warranty-coverage']);
 });
