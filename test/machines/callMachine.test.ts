@@ -413,7 +413,9 @@ describe('understanding: capture, detect and reconcile', () => {
     expect(h.calls.detect).toBeUndefined();
     capture.d.resolve(captured({ equipment: 'boiler' }, ['equipment']));
     await settle();
-    expect(h.calls.detect).toEqual([expect.objectContaining({ pass: 'first', slots: { equipment: 'boiler' } })]);
+    expect(h.calls.detect).toEqual([
+      expect.objectContaining({ pass: 'first', slots: { equipment: 'boiler' } }),
+    ]);
     expect(lastTurn(h)).toMatchObject({ reconciled: false, slots: { equipment: 'boiler' } });
   });
 

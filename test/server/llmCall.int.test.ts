@@ -201,7 +201,12 @@ describe('providers', () => {
     });
     const atStart = app.ledger.recent().filter((e) => e.purpose === 'embedding');
     expect(atStart.length).toBeGreaterThan(0);
-    expect(atStart[0]).toMatchObject({ companyId: 'riverside-plumbing', tier: 2, provider: 'openai', action: 'completed' });
+    expect(atStart[0]).toMatchObject({
+      companyId: 'riverside-plumbing',
+      tier: 2,
+      provider: 'openai',
+      action: 'completed',
+    });
     expect(atStart[0]!.costUsd).toBeGreaterThan(0);
     const embeddingRequests = () => fake!.requests.filter((r) => r.path.endsWith('/embeddings')).length;
     const before = embeddingRequests();
