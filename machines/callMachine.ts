@@ -247,6 +247,26 @@ function reconcileReason(context: CallContext): TurnRecord['reconcileReason'] {
   return newCritical && unsure ? 'both' : newCritical ? 'new-critical-slot' : unsure ? 'unsure-detect' : null;
 }
 
+interface TierParams {
+  readonly tier: 1 | 2;
+  readonly result: TierResult;
+}
+
+function tier1Verdict(context: CallContext, result: TierResult) {
+  return { result, threshold: context.policy.tier1Threshold };
+}
+
+function tier2Verdict(context: CallContext, result: TierResult) {
+  return { result, threshold: context.policy.tier2Threshold };
+}
+
+/** Records a tier's verdict and its timing in the turn's work. */
+function noteTier(work: TurnWork, { tier, result }: TierParams): TurnWork {
+  return tier === 1
+    ? withTimings({ ...work, tier1: result }, { tier1Ms: result.durationMs }, result.providerMs)
+    : withTimings({ ...work, tier2: result }, { tier2Ms: result.durationMs }, result.providerMs);
+}
+
 /** What became of a warmup when the turn moves on without adopting it. */
 function warmupOutcomeOnLeaving(work: TurnWork): WarmupOutcome {
   switch (work.warmup.status) {
@@ -303,6 +323,9 @@ export const callMachine = setup({
     turnTimeout: ({ context }) => context.policy.turnTimeoutMs,
   },
   guards: {
+    /** A tier found a scenario with at least its threshold's confidence. */
+    confident: (_, params: { result: TierResult; threshold: number }) =>
+      params.result.scenarioId !== null && params.result.confidence >= params.threshold,
     repromptsExhausted: ({ context }) => context.reprompts >= context.policy.maxReprompts,
     understandsInOrder: ({ context }) => context.policy.understandInOrder,
     /** Reconcile: a new critical slot, or a first detection too unsure to trust (parallel only). */
@@ -322,6 +345,16 @@ export const callMachine = setup({
       event.type === 'caller.dtmf' && event.digit === '0' && context.policy.canTransfer,
   },
   actions: {
+    /** Tier 1 or 2 answers; a warmup still running is thereby cancelled (leaving `warm` stops it). */
+    answerFromTier: assign(({ context }, params: TierParams) => ({
+      reply: tierAnswer(params.result),
+      work: {
+        ...noteTier(context.work, params),
+        answeredBy: params.tier,
+        warmupOutcome: warmupOutcomeOnLeaving(context.work),
+      },
+    })),
+    noteTier: assign(({ context }, params: TierParams) => ({ work: noteTier(context.work, params) })),
     recordStart: assign(({ event }) => (event.type === 'twilio.start' ? { callSid: event.callSid } : {})),
     beginTurn: assign(({ context, event }) => {
       const said = event.type === 'caller.transcriptFinal' ? event.text.trim() : '';
@@ -603,26 +636,22 @@ export const callMachine = setup({
                     input: ({ context }) => turnInput(context),
                     onDone: [
                       {
-                        guard: ({ context, event }) =>
-                          event.output.scenarioId !== null &&
-                          event.output.confidence >= context.policy.tier1Threshold,
+                        guard: {
+                          type: 'confident',
+                          params: ({ context, event }) => tier1Verdict(context, event.output),
+                        },
                         target: '#call.conversation.thinking.answered',
-                        actions: assign(({ context, event }) => ({
-                          reply: tierAnswer(event.output),
-                          work: withTimings(
-                            { ...context.work, tier1: event.output, answeredBy: 1 },
-                            { tier1Ms: event.output.durationMs },
-                          ),
-                        })),
+                        actions: {
+                          type: 'answerFromTier',
+                          params: ({ event }) => ({ tier: 1, result: event.output }),
+                        },
                       },
                       {
                         target: 'gatingWarmup',
-                        actions: assign(({ context, event }) => ({
-                          work: withTimings(
-                            { ...context.work, tier1: event.output },
-                            { tier1Ms: event.output.durationMs },
-                          ),
-                        })),
+                        actions: {
+                          type: 'noteTier',
+                          params: ({ event }) => ({ tier: 1, result: event.output }),
+                        },
                       },
                     ],
                     onError: 'gatingWarmup',
@@ -711,33 +740,22 @@ export const callMachine = setup({
                         input: ({ context }) => ({ ...turnInput(context), situation: context.situation }),
                         onDone: [
                           {
-                            guard: ({ context, event }) =>
-                              event.output.scenarioId !== null &&
-                              event.output.confidence >= context.policy.tier2Threshold,
+                            guard: {
+                              type: 'confident',
+                              params: ({ context, event }) => tier2Verdict(context, event.output),
+                            },
                             target: '#call.conversation.thinking.answered',
-                            actions: assign(({ context, event }) => ({
-                              reply: tierAnswer(event.output),
-                              work: withTimings(
-                                {
-                                  ...context.work,
-                                  tier2: event.output,
-                                  answeredBy: 2,
-                                  warmupOutcome: warmupOutcomeOnLeaving(context.work),
-                                },
-                                { tier2Ms: event.output.durationMs },
-                                event.output.providerMs,
-                              ),
-                            })),
+                            actions: {
+                              type: 'answerFromTier',
+                              params: ({ event }) => ({ tier: 2, result: event.output }),
+                            },
                           },
                           {
                             target: 'adoptingWarmup',
-                            actions: assign(({ context, event }) => ({
-                              work: withTimings(
-                                { ...context.work, tier2: event.output },
-                                { tier2Ms: event.output.durationMs },
-                                event.output.providerMs,
-                              ),
-                            })),
+                            actions: {
+                              type: 'noteTier',
+                              params: ({ event }) => ({ tier: 2, result: event.output }),
+                            },
                           },
                         ],
                         onError: 'adoptingWarmup',
@@ -800,28 +818,22 @@ export const callMachine = setup({
                         input: ({ context }) => ({ ...turnInput(context), situation: context.situation }),
                         onDone: [
                           {
-                            guard: ({ context, event }) =>
-                              event.output.scenarioId !== null &&
-                              event.output.confidence >= context.policy.tier2Threshold,
+                            guard: {
+                              type: 'confident',
+                              params: ({ context, event }) => tier2Verdict(context, event.output),
+                            },
                             target: '#call.conversation.thinking.answered',
-                            actions: assign(({ context, event }) => ({
-                              reply: tierAnswer(event.output),
-                              work: withTimings(
-                                { ...context.work, tier2: event.output, answeredBy: 2 },
-                                { tier2Ms: event.output.durationMs },
-                                event.output.providerMs,
-                              ),
-                            })),
+                            actions: {
+                              type: 'answerFromTier',
+                              params: ({ event }) => ({ tier: 2, result: event.output }),
+                            },
                           },
                           {
                             target: 'tier3',
-                            actions: assign(({ context, event }) => ({
-                              work: withTimings(
-                                { ...context.work, tier2: event.output },
-                                { tier2Ms: event.output.durationMs },
-                                event.output.providerMs,
-                              ),
-                            })),
+                            actions: {
+                              type: 'noteTier',
+                              params: ({ event }) => ({ tier: 2, result: event.output }),
+                            },
                           },
                         ],
                         onError: 'tier3',
