@@ -2,7 +2,6 @@
  * The composition root: configuration in, a running engine and server out. main.ts, the tests and
  * the benchmark all start Switchboard through here, so they run the same wiring.
  */
-import { randomUUID } from 'node:crypto';
 import type { TurnRecord } from '../machines/types.ts';
 import { Engine } from './calls/engine.ts';
 import type { EnvConfig } from './config/env.ts';
@@ -11,7 +10,8 @@ import type { BudgetStore } from './cost/budgets.ts';
 import { createMemoryLedger } from './cost/costLedger.ts';
 import type { CostLedger } from './cost/costLedger.ts';
 import type { CostSink } from './cost/costEvent.ts';
-import { costUsd, PRICE_TABLE_VERSION } from './cost/priceTable.ts';
+import { newCostEvent } from './cost/costEvent.ts';
+import { costUsd } from './cost/priceTable.ts';
 import { createLogger } from './observability/logger.ts';
 import type { Logger } from './observability/logger.ts';
 import type { Embedder } from './providers/embeddings/embedder.ts';
@@ -92,26 +92,19 @@ export function embeddersFrom(
       apiKey: openai.apiKey,
       ...(openai.baseURL ? { baseURL: openai.baseURL } : {}),
       onUsage: (usage) =>
-        ledger.record({
-          id: randomUUID(),
-          at: new Date().toISOString(),
-          companyId,
-          callId: null,
-          callSid: null,
-          turn: null,
-          purpose: 'embedding',
-          tier: 2,
-          action: 'completed',
-          provider: 'openai',
-          model: usage.model,
-          inputTokens: usage.inputTokens,
-          outputTokens: 0,
-          durationMs: Math.round(usage.durationMs),
-          costUsd: costUsd('openai', usage.model, { inputTokens: usage.inputTokens, outputTokens: 0 }),
-          estimated: false,
-          priceVersion: PRICE_TABLE_VERSION,
-          timeSavedMs: null,
-        }),
+        ledger.record(
+          newCostEvent({
+            companyId,
+            purpose: 'embedding',
+            tier: 2,
+            action: 'completed',
+            provider: 'openai',
+            model: usage.model,
+            inputTokens: usage.inputTokens,
+            durationMs: Math.round(usage.durationMs),
+            costUsd: costUsd('openai', usage.model, { inputTokens: usage.inputTokens, outputTokens: 0 }),
+          }),
+        ),
     });
 }
 

@@ -10,7 +10,7 @@ import type { CallEmitted, CallEvent, CallMachine, CallPolicy } from '../../mach
 import type { TurnRecord } from '../../machines/types.ts';
 import type { CompanyConfig } from '../config/companyConfig.ts';
 import type { CostEvent, CostSink } from '../cost/costEvent.ts';
-import { PRICE_TABLE_VERSION } from '../cost/priceTable.ts';
+import { newCostEvent } from '../cost/costEvent.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { WarmupStats } from '../warmup/warmupStats.ts';
 import type { CallTransport } from './callTransport.ts';
@@ -120,28 +120,21 @@ export class CallSession {
         void this.#completeTurn(event.record);
         break;
       case 'warmup.used': {
-        const now = new Date();
-        this.#deps.stats.recordUsed(this.companyId, event.category, now);
-        this.#deps.ledger.record({
-          id: randomUUID(),
-          at: now.toISOString(),
-          companyId: this.companyId,
-          callId: this.id,
-          callSid: this.callSid,
-          turn: event.turn,
-          purpose: 'warmup',
-          tier: 3,
-          action: 'used',
-          provider: event.provider,
-          model: event.model,
-          inputTokens: 0,
-          outputTokens: 0,
-          durationMs: 0,
-          costUsd: 0,
-          estimated: false,
-          priceVersion: PRICE_TABLE_VERSION,
-          timeSavedMs: Math.round(event.timeSavedMs),
-        });
+        this.#deps.stats.recordUsed(this.companyId, event.category, new Date());
+        this.#deps.ledger.record(
+          newCostEvent({
+            companyId: this.companyId,
+            callId: this.id,
+            callSid: this.callSid,
+            turn: event.turn,
+            purpose: 'warmup',
+            tier: 3,
+            action: 'used',
+            provider: event.provider,
+            model: event.model,
+            timeSavedMs: Math.round(event.timeSavedMs),
+          }),
+        );
         break;
       }
       case 'reply.interrupted':

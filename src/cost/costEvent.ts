@@ -1,3 +1,6 @@
+import { randomUUID } from 'node:crypto';
+import { PRICE_TABLE_VERSION } from './priceTable.ts';
+
 /**
  * A cost event: one paid request (or a marker in a paid request's life). Money is carried by the
  * terminal actions (completed, cancelled, failed), so summing costUsd over events gives the spend.
@@ -36,4 +39,26 @@ export interface CostEvent {
 
 export interface CostSink {
   record(event: CostEvent): void;
+}
+
+/** A cost event with an id, a time, the current price-table version and zeros for what is not given. */
+export function newCostEvent(
+  fields: Pick<CostEvent, 'companyId' | 'purpose' | 'action' | 'provider' | 'model'> & Partial<CostEvent>,
+): CostEvent {
+  return {
+    id: randomUUID(),
+    at: new Date().toISOString(),
+    callId: null,
+    callSid: null,
+    turn: null,
+    tier: null,
+    inputTokens: 0,
+    outputTokens: 0,
+    durationMs: 0,
+    costUsd: 0,
+    estimated: false,
+    priceVersion: PRICE_TABLE_VERSION,
+    timeSavedMs: null,
+    ...fields,
+  };
 }

@@ -4,7 +4,6 @@
  * a direct Tier 3 request; budgets are reserved before and settled after, and every request leaves
  * cost events (money only on the terminal one: completed, cancelled or failed).
  */
-import { randomUUID } from 'node:crypto';
 import type { LlmInput } from '../../machines/callMachine.ts';
 import type { LlmAnswer } from '../../machines/types.ts';
 import type { CompanyConfig, TemplateConfig } from '../config/companyConfig.ts';
@@ -12,7 +11,8 @@ import { AppError, isAbortError } from '../errors.ts';
 import type { BudgetStore, Reservation } from '../cost/budgets.ts';
 import { dailyWarmupKey, monthlyKey, toMicros } from '../cost/budgets.ts';
 import type { CostAction, CostEvent, CostSink } from '../cost/costEvent.ts';
-import { costUsd, estimateTokens, PRICE_TABLE_VERSION } from '../cost/priceTable.ts';
+import { newCostEvent } from '../cost/costEvent.ts';
+import { costUsd, estimateTokens } from '../cost/priceTable.ts';
 import type { ChatMessage, LlmClient, LlmPartial, LlmResult } from '../providers/llm/llmClient.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { WarmupStats } from '../warmup/warmupStats.ts';
@@ -140,27 +140,19 @@ export function createTier3(deps: Tier3Deps) {
       deps.stats.recordTriggered(company.id, input.situation?.category ?? null, today);
     }
 
-    const event = (action: CostAction, fields: Partial<CostEvent> = {}): CostEvent => ({
-      id: randomUUID(),
-      at: new Date().toISOString(),
-      companyId: company.id,
-      callId: input.callId,
-      callSid: req.callSid,
-      turn: input.turn,
-      purpose,
-      tier: 3,
-      action,
-      provider: client.provider,
-      model,
-      inputTokens: 0,
-      outputTokens: 0,
-      durationMs: 0,
-      costUsd: 0,
-      estimated: false,
-      priceVersion: PRICE_TABLE_VERSION,
-      timeSavedMs: null,
-      ...fields,
-    });
+    const event = (action: CostAction, fields: Partial<CostEvent> = {}): CostEvent =>
+      newCostEvent({
+        companyId: company.id,
+        callId: input.callId,
+        callSid: req.callSid,
+        turn: input.turn,
+        purpose,
+        tier: 3,
+        action,
+        provider: client.provider,
+        model,
+        ...fields,
+      });
     if (purpose === 'warmup') deps.ledger.record(event('triggered'));
 
     const settle = async (usd: number | null) => {

@@ -2,14 +2,14 @@
  * Capture (slots) and detect (situation) for one company: rule-based by default, LLM-backed (JSON
  * output) when a provider is configured. An LLM failure never fails the turn: the rules answer.
  */
-import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { z } from 'zod';
 import type { DetectInput, TurnInput } from '../../machines/callMachine.ts';
 import type { CaptureResult, Situation, Slots } from '../../machines/types.ts';
 import type { CompanyConfig } from '../config/companyConfig.ts';
-import type { CostAction, CostEvent, CostSink } from '../cost/costEvent.ts';
-import { costUsd, estimateTokens, PRICE_TABLE_VERSION } from '../cost/priceTable.ts';
+import type { CostAction, CostSink } from '../cost/costEvent.ts';
+import { newCostEvent } from '../cost/costEvent.ts';
+import { costUsd, estimateTokens } from '../cost/priceTable.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { LlmClient, LlmPartial, LlmResult } from '../providers/llm/llmClient.ts';
 import type { CompanyRouter } from '../routing/companyRouter.ts';
@@ -92,15 +92,11 @@ export function createUnderstanding(deps: UnderstandingDeps): Understanding {
     ) => {
       const inputTokens = r.usage?.inputTokens ?? estimateTokens(system + user);
       const outputTokens = r.usage?.outputTokens ?? estimateTokens(r.text ?? '');
-      const event: CostEvent = {
-        id: randomUUID(),
-        at: new Date().toISOString(),
+      const event = newCostEvent({
         companyId: company.id,
         callId: input.callId,
-        callSid: null,
         turn: input.turn,
         purpose,
-        tier: null,
         action,
         provider: client.provider,
         model,
@@ -109,9 +105,7 @@ export function createUnderstanding(deps: UnderstandingDeps): Understanding {
         durationMs: Math.round(r.durationMs ?? 0),
         costUsd: costUsd(client.provider, model, { inputTokens, outputTokens }),
         estimated,
-        priceVersion: PRICE_TABLE_VERSION,
-        timeSavedMs: null,
-      };
+      });
       deps.ledger.record(event);
     };
     try {
