@@ -2,6 +2,7 @@
  * End to end over real sockets: the test client acts as Twilio against the real server, with the
  * demo company on the embedded defaults.
  */
+import { networkInterfaces } from 'node:os';
 import { afterEach, describe, expect, test } from 'vitest';
 import WebSocket from 'ws';
 import { TestCall } from '../../src/cli/call.ts';
@@ -95,7 +96,29 @@ describe('a call over ConversationRelay', () => {
   });
 });
 
+/** A non-loopback address of this machine, if it has one. */
+function externalAddress(): string | undefined {
+  return Object.values(networkInterfaces())
+    .flat()
+    .find((i) => i !== undefined && i.family === 'IPv4' && !i.internal)?.address;
+}
+
 describe('who may connect', () => {
+  test.skipIf(externalAddress() === undefined)(
+    'without TWILIO_AUTH_TOKEN, unsigned webhooks from another host are refused',
+    async () => {
+      app = await startTestApp({ env: { HOST: '0.0.0.0' } });
+      const port = new URL(app.server.url).port;
+      const remote = await post(`http://${externalAddress()!}:${port}/twilio/voice`, {
+        To: DEMO,
+        CallSid: 'CA9',
+      });
+      expect(remote.status).toBe(403);
+      const local = await post(`http://127.0.0.1:${port}/twilio/voice`, { To: DEMO, CallSid: 'CA9' });
+      expect(local.status).toBe(200);
+    },
+  );
+
   test('with TWILIO_AUTH_TOKEN set, unsigned webhooks and upgrades are refused and signed ones work', async () => {
     const authToken = 'test-auth-token-123456';
     app = await startTestApp({ env: { TWILIO_AUTH_TOKEN: authToken } });
