@@ -46,6 +46,11 @@ import type { WarmupStats } from '../warmup/warmupStats.ts';
 import { CallSession } from './callSession.ts';
 import type { CallTransport } from './callTransport.ts';
 
+export interface SessionListener {
+  opened?(session: CallSession): void;
+  ended?(session: CallSession): void;
+}
+
 export interface EngineDeps {
   readonly catalog: Catalog;
   readonly log: Logger;
@@ -107,6 +112,7 @@ export class Engine {
   readonly #companies = new Map<string, CompanyRuntime>();
   readonly #byNumber = new Map<string, string>();
   readonly #sessions = new Map<string, CallSession>();
+  readonly #sessionListeners = new Set<SessionListener>();
   readonly machine: CallMachine;
 
   private constructor(deps: EngineDeps) {
@@ -195,12 +201,27 @@ export class Engine {
       ledger: this.#deps.ledger,
       stats: this.#deps.stats,
       log: this.#deps.log,
-      onEnded: (s) => this.#sessions.delete(s.id),
+      onEnded: (s) => {
+        this.#sessions.delete(s.id);
+        for (const l of this.#sessionListeners) l.ended?.(s);
+      },
       ...(this.#deps.onTurn ? { onTurn: this.#deps.onTurn } : {}),
     });
     this.#sessions.set(session.id, session);
+    for (const l of this.#sessionListeners) l.opened?.(session);
     session.start();
     return session;
+  }
+
+  /** Observes calls opening (before their actor starts) and ending (inspector, metrics). */
+  onSession(listener: SessionListener): () => void {
+    this.#sessionListeners.add(listener);
+    return () => this.#sessionListeners.delete(listener);
+  }
+
+  /** The live calls. */
+  sessions(): IterableIterator<CallSession> {
+    return this.#sessions.values();
   }
 
   /** Ends every live call and flushes what must not be lost. */

@@ -6,6 +6,7 @@ import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
 import type { Engine } from '../calls/engine.ts';
 import type { EnvConfig } from '../config/env.ts';
@@ -28,7 +29,17 @@ export interface ServerOptions {
   /** Shed new calls (503) when event-loop lag exceeds this many milliseconds. */
   readonly shedDelayMs?: number;
   readonly relay?: { setupTimeoutMs?: number; playbackMsPerChar?: number };
+  /** Further HTTP routes (admin API, inspector, metrics), tried in order before the 404. */
+  readonly routes?: readonly HttpRoute[];
+  /** Further WebSocket endpoints, tried in order before the 404. */
+  readonly upgrades?: readonly UpgradeRoute[];
 }
+
+/** Handles the request and returns true, or returns false to let the next route try. */
+export type HttpRoute = (req: IncomingMessage, res: ServerResponse, url: URL) => Promise<boolean> | boolean;
+
+/** Takes over the upgrade (accepting or refusing it) and returns true, or returns false. */
+export type UpgradeRoute = (req: IncomingMessage, socket: Duplex, head: Buffer, url: URL) => boolean;
 
 export interface RunningServer {
   readonly server: Server;
@@ -191,6 +202,7 @@ export function startServer(options: ServerOptions): Promise<RunningServer> {
         return;
       }
       default:
+        for (const route of options.routes ?? []) if (await route(req, res, url)) return;
         return send(res, 404, 'not found');
     }
   }
@@ -221,7 +233,10 @@ export function startServer(options: ServerOptions): Promise<RunningServer> {
     };
     const url = new URL(req.url ?? '/', 'http://local');
     const match = /^\/twilio\/relay\/([^/]+)$/.exec(url.pathname);
-    if (match === null) return refuse(404, 'Not Found');
+    if (match === null) {
+      for (const route of options.upgrades ?? []) if (route(req, socket, head, url)) return;
+      return refuse(404, 'Not Found');
+    }
     if (authToken !== undefined) {
       const signature = req.headers['x-twilio-signature'];
       if (
