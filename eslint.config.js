@@ -47,4 +47,30 @@ export default tseslint.config(
     files: ['eslint.config.js'],
     ...tseslint.configs.disableTypeChecked,
   },
+  {
+    // The inspector page: plain browser ES modules served as they are (no build step, no types).
+    files: ['src/observability/inspect/page/**/*.js'],
+    ...tseslint.configs.disableTypeChecked,
+    languageOptions: {
+      ...tseslint.configs.disableTypeChecked.languageOptions,
+      sourceType: 'module',
+      globals: Object.fromEntries(
+        [
+          'clearTimeout',
+          'document',
+          'Element',
+          'EventSource',
+          'fetch',
+          'history',
+          'HTMLInputElement',
+          'location',
+          'Node',
+          'ResizeObserver',
+          'setInterval',
+          'setTimeout',
+          'URLSearchParams',
+        ].map((name) => [name, 'readonly']),
+      ),
+    },
+  },
 );

@@ -81,6 +81,7 @@ const app = await startApp(
   {
     log,
     embedder,
+    startupWarmup: config.startupWarmup ?? true,
     relay: { playbackMsPerChar: config.playbackMsPerChar },
     onTurn: ({ record, latencyMs, engineMs }) => {
       const t = record.timings;
@@ -186,4 +187,9 @@ serveParent<EngineRequest>(async (request) => {
   }
 });
 
-process.send?.({ type: 'ready', url: app.server.url, pid: process.pid });
+process.send?.({
+  type: 'ready',
+  url: app.server.url,
+  pid: process.pid,
+  startupWarmupMs: app.warmup.report().durationMs,
+});

@@ -88,6 +88,8 @@ export interface ReadyMessage {
   readonly type: 'ready';
   readonly url: string;
   readonly pid: number;
+  /** The engine's startup warmup, ms (null when it was off); absent for the fake. */
+  readonly startupWarmupMs?: number | null;
 }
 
 /** Configuration handed to the engine child (JSON in BENCH_ENGINE_CONFIG). */
@@ -97,6 +99,8 @@ export interface EngineChildConfig {
   readonly embeddingMs: number;
   readonly logLevel: string;
   readonly playbackMsPerChar: number;
+  /** Run the startup warmup before reporting ready (default true, as in production). */
+  readonly startupWarmup?: boolean;
 }
 
 /** Configuration handed to the fake-provider child (JSON in BENCH_FAKE_CONFIG). */

@@ -1,4 +1,5 @@
 /** The benchmark's result shape and its text rendering. */
+import type { ColdStartArm, ColdStartResult } from './coldStart.ts';
 import type { MemorySample } from './protocol.ts';
 import type { Summary } from './stats.ts';
 
@@ -130,6 +131,8 @@ export interface BenchResult {
   readonly levels: readonly LevelResult[];
   readonly memory: MemoryResult | null;
   readonly ab: AbResult | null;
+  /** First-turn latency of fresh engines with and without the startup warmup. */
+  readonly coldStart: ColdStartResult | null;
   readonly durationS: number;
 }
 
@@ -402,6 +405,44 @@ export function formatReport(r: BenchResult): string {
       `parallel/sequential: turn p50 ${x(ab.parallelRatio.turnP50)}, p95 ${x(ab.parallelRatio.turnP95)}; ` +
         `understanding p50 ${x(ab.parallelRatio.understandingP50)}, p95 ${x(ab.parallelRatio.understandingP95)}, ` +
         `mean ${x(ab.parallelRatio.understandingMean)}`,
+      '',
+    );
+  }
+  if (r.coldStart !== null) {
+    const c = r.coldStart;
+    const p50max = (v: Summary) => (v.n === 0 ? '-' : `${ms(v.p50)} (${ms(v.max)})`);
+    const row = (a: ColdStartArm) => [
+      a.name,
+      `${a.runs}${a.failed > 0 ? ` (+${a.failed} failed)` : ''}`,
+      p50max(a.readyMs),
+      p50max(a.startupWarmupMs),
+      p50max(a.connectMs),
+      p50max(a.turn1Ms),
+      p50max(a.turn2Ms),
+      p50max(a.turn1OverNominalMs),
+      p50max(a.turn2OverNominalMs),
+      `${ms(a.turn1EngineMs.p50)} / ${ms(a.turn2EngineMs.p50)}`,
+    ];
+    out.push(
+      `Cold start: a fresh engine per run and arm, one call to ${c.company}, two Tier 3 utterances; ` +
+        `p50 across ${c.runsPerArm} runs (max), ms`,
+      table(
+        [
+          'arm',
+          'runs',
+          'spawn → ready',
+          'startup warmup',
+          'call setup',
+          'turn 1',
+          'turn 2',
+          'turn 1 over nominal',
+          'turn 2 over nominal',
+          'engine t1 / t2',
+        ],
+        [row(c.on), row(c.off)],
+      ),
+      `paths (tier/warmup, turn 1 → turn 2): on ${shares(c.on.paths)}; off ${shares(c.off.paths)}`,
+      `first turn on/off: latency p50 ${x(c.turn1Ratio.latencyP50)}, over nominal p50 ${x(c.turn1Ratio.overNominalP50)}`,
       '',
     );
   }

@@ -15,6 +15,16 @@ import type { Logger } from '../observability/logger.ts';
 import type { WarmupStats } from '../warmup/warmupStats.ts';
 import type { CallTransport } from './callTransport.ts';
 
+/** One answered turn, as the engine's onTurn hook reports it (bench, metrics, /status). */
+export interface TurnObservation {
+  readonly companyId: string;
+  readonly record: TurnRecord;
+  /** From the caller's final words reaching the actor to the reply being handed to the transport. */
+  readonly latencyMs: number;
+  /** latencyMs minus provider time on the critical path. */
+  readonly engineMs: number;
+}
+
 export interface CallSessionDeps {
   readonly machine: CallMachine;
   readonly company: CompanyConfig;
@@ -24,7 +34,7 @@ export interface CallSessionDeps {
   readonly stats: WarmupStats;
   readonly log: Logger;
   readonly onEnded: (session: CallSession) => void;
-  readonly onTurn?: (trace: { record: TurnRecord; latencyMs: number; engineMs: number }) => void;
+  readonly onTurn?: (turn: TurnObservation) => void;
 }
 
 export class CallSession {
@@ -162,7 +172,7 @@ export class CallSession {
   async #completeTurn(record: TurnRecord): Promise<void> {
     const latencyMs = performance.now() - this.#turnStartedAt;
     const engineMs = Math.max(0, latencyMs - record.timings.providerMs);
-    this.#deps.onTurn?.({ record, latencyMs, engineMs });
+    this.#deps.onTurn?.({ companyId: this.companyId, record, latencyMs, engineMs });
     // Caller words and replies stay out of logs; the decision does not.
     this.log.info(
       {

@@ -22,7 +22,6 @@ import type {
   LlmAnswer,
   Situation,
   TierResult,
-  TurnRecord,
   WarmupDecision,
 } from '../../machines/types.ts';
 import type { CompanyConfig, TemplateConfig } from '../config/companyConfig.ts';
@@ -44,6 +43,7 @@ import type { Understanding } from '../understanding/understanding.ts';
 import { createWarmupGate } from '../warmup/warmupGate.ts';
 import type { WarmupStats } from '../warmup/warmupStats.ts';
 import { CallSession } from './callSession.ts';
+import type { TurnObservation } from './callSession.ts';
 import type { CallTransport } from './callTransport.ts';
 
 export interface SessionListener {
@@ -64,7 +64,7 @@ export interface EngineDeps {
   /** Engine-wide pacing; companies tune the rest in their config. */
   readonly timing?: { startTimeoutMs?: number; turnTimeoutMs?: number };
   /** Observes every answered turn (bench, metrics). */
-  readonly onTurn?: (turn: { record: TurnRecord; latencyMs: number; engineMs: number }) => void;
+  readonly onTurn?: (turn: TurnObservation) => void;
 }
 
 /** A company ready to take calls: its config, templates, compiled router and call policy. */

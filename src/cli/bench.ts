@@ -7,11 +7,12 @@
  * (src/bench/fakeProviders.ts). On a machine with two or more CPUs the engine is pinned to CPU 0 and
  * the other two to CPU 1 (taskset), so callers and fakes do not steal the engine's core.
  *
- * Phases: warm-up → memory per live call → load levels (engine overhead, per-stage latency, calls
+ * Phases: cold start (fresh engines with and without the startup warmup, first-turn latency) →
+ * warm-up → memory per live call → load levels (engine overhead, per-stage latency, calls
  * sustained) → side-by-side arms (warmup on/off, parallel/sequential understanding).
  *
- *   npm run bench                       # ≈ 2¼ minutes: 50, 200, 500 calls
- *   npm run bench -- --quick            # ≈ 35 s, smaller
+ *   npm run bench                       # ≈ 3 minutes: cold start, then 50, 200, 500 calls
+ *   npm run bench -- --quick            # ≈ 70 s, smaller
  *   npm run -s bench -- --calls 500 --duration 30 --json
  *
  * See docs/BENCHMARKS.md for how to read the figures.
@@ -22,6 +23,8 @@ import { rm } from 'node:fs/promises';
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
+import { runColdStart } from '../bench/coldStart.ts';
+import type { ColdStartResult } from '../bench/coldStart.ts';
 import type { ClientSample, ArmStats } from '../bench/loadGenerator.ts';
 import { Load, connectIdle } from '../bench/loadGenerator.ts';
 import type {
@@ -60,12 +63,13 @@ const USAGE = `usage: npm run bench -- [options]
   --memory-calls N       idle calls for the memory figure (default: the largest level)
   --ab-callers 10        callers per arm in the side-by-side phase (4 arms run at once)
   --ab-duration 20       side-by-side window, seconds
+  --cold-runs 5          cold-start runs (each starts two fresh engines: startup warmup on, off)
   --embedding-ms 100     fake embeddings latency
   --first-token-ms 400   fake LLM first-token latency (Tier 3, warmup)
   --token-ms 15          fake LLM interval between streamed tokens
   --understanding-ms 150 fake LLM latency of capture/detect (JSON answers)
   --log-level info       engine log level (written to /dev/null)
-  --skip memory,ab       leave phases out (warmup, memory, load, ab)
+  --skip memory,ab       leave phases out (coldstart, warmup, memory, load, ab)
   --no-pin               do not pin processes to CPUs
   --cpu-prof DIR         write a V8 CPU profile of the engine process into DIR
   --quick                small and short (levels 10,50; 5 s windows)
@@ -159,7 +163,10 @@ interface Nominal {
  * but the fakes cost time: capture ∥ detect, the re-detect, Tier 2's embedding, the LLM stream
  * (an adopted warmup started with Tier 2, so Tier 2 is off its path). Null for fallbacks.
  */
-function nominalMs(t: TurnSample, n: Nominal): number | null {
+function nominalMs(
+  t: Pick<TurnSample, 'tier' | 'redetectMs'> & { readonly warmup: string },
+  n: Nominal,
+): number | null {
   const understanding = n.understandingMs * (t.redetectMs === null ? 1 : 2);
   switch (t.tier) {
     case 1:
@@ -273,6 +280,7 @@ interface Settings {
   readonly memoryCalls: number;
   readonly abCallers: number;
   readonly abDurationS: number;
+  readonly coldRuns: number;
   readonly warmupS: number;
   readonly embeddingMs: number;
   readonly firstTokenMs: number;
@@ -294,6 +302,7 @@ function settingsFrom(argv: string[]): Settings | null {
     'memory-calls': { type: 'string' },
     'ab-callers': { type: 'string' },
     'ab-duration': { type: 'string' },
+    'cold-runs': { type: 'string' },
     'embedding-ms': { type: 'string' },
     'first-token-ms': { type: 'string' },
     'token-ms': { type: 'string' },
@@ -320,6 +329,7 @@ function settingsFrom(argv: string[]): Settings | null {
     memoryCalls: numberFlag(values['memory-calls'], Math.max(0, ...levels), 'memory-calls'),
     abCallers: numberFlag(values['ab-callers'], quick ? 4 : 10, 'ab-callers'),
     abDurationS: numberFlag(values['ab-duration'], quick ? 6 : 20, 'ab-duration'),
+    coldRuns: numberFlag(values['cold-runs'], quick ? 3 : 5, 'cold-runs'),
     warmupS: quick ? 3 : 5,
     embeddingMs: numberFlag(values['embedding-ms'], 100, 'embedding-ms'),
     firstTokenMs: numberFlag(values['first-token-ms'], 400, 'first-token-ms'),
@@ -563,6 +573,28 @@ async function main(): Promise<number> {
       logLevel: s.logLevel,
       playbackMsPerChar: 5,
     };
+    // First, before any long-lived engine exists: fresh processes, one call each.
+    const coldStart: ColdStartResult | null =
+      s.skip.has('coldstart') || s.coldRuns === 0
+        ? null
+        : await runColdStart({
+            runs: s.coldRuns,
+            engineScript: ENGINE_SCRIPT,
+            engineConfig,
+            companyFile,
+            templateFile,
+            cpus: cpus.engine,
+            nominalMs: (t) =>
+              nominalMs(
+                { tier: t.tier, warmup: t.warmup, redetectMs: t.timings.redetectMs },
+                {
+                  understandingMs: s.understandingMs,
+                  embeddingMs: s.embeddingMs,
+                  tier3Ms: s.firstTokenMs + Math.max(0, TIER3_ANSWER_TOKENS - 1) * s.tokenMs,
+                },
+              ),
+            progress,
+          });
     engine = new Child('engine', ENGINE_SCRIPT, {
       execArgv: [
         '--expose-gc',
@@ -619,10 +651,12 @@ async function main(): Promise<number> {
         pinned: s.pin,
         abCallersPerArm: s.abCallers,
         memoryCalls: s.memoryCalls,
+        coldRuns: s.coldRuns,
       },
       levels,
       memory,
       ab,
+      coldStart,
       durationS: (performance.now() - startedAt) / 1000,
     };
     process.stdout.write(s.json ? `${JSON.stringify(result, null, 2)}\n` : `${formatReport(result)}\n`);

@@ -43,6 +43,11 @@ const envSchema = z.object({
   ADMIN_TOKEN: optionalString.refine((v) => v === undefined || v.length >= 16, {
     message: 'expected at least 16 characters',
   }),
+  STATELY_INSPECT_URL: optionalUrl(['ws:', 'wss:']),
+  STARTUP_WARMUP: z.enum(['on', 'off']).default('on'),
+  STARTUP_WARMUP_TIMEOUT_MS: z.coerce.number().int().min(100).max(300_000).default(15_000),
+  LLM_CIRCUIT_FAILURES: z.coerce.number().int().min(1).max(1000).default(5),
+  LLM_CIRCUIT_COOLDOWN_MS: z.coerce.number().int().min(100).max(3_600_000).default(30_000),
 });
 
 export type EnvConfig = Readonly<{
@@ -57,6 +62,12 @@ export type EnvConfig = Readonly<{
   twilio: Readonly<{ authToken: string | undefined; accountSid: string | undefined }>;
   publicBaseUrl: string | undefined;
   adminToken: string | undefined;
+  /** Where the @statelyai/inspect bridge sends every call's inspection events; unset = off. */
+  statelyInspectUrl: string | undefined;
+  /** One synthetic turn per company and provider connections before the engine reports ready. */
+  startupWarmup: Readonly<{ enabled: boolean; timeoutMs: number }>;
+  /** The LLM providers' circuit breakers. */
+  llmCircuit: Readonly<{ failureThreshold: number; cooldownMs: number }>;
 }>;
 
 /** Reads and validates configuration; throws one ConfigError listing every problem by name. */
@@ -82,6 +93,9 @@ export function loadEnv(env: Readonly<Record<string, string | undefined>> = proc
     twilio: { authToken: e.TWILIO_AUTH_TOKEN, accountSid: e.TWILIO_ACCOUNT_SID },
     publicBaseUrl: e.PUBLIC_BASE_URL,
     adminToken: e.ADMIN_TOKEN,
+    statelyInspectUrl: e.STATELY_INSPECT_URL,
+    startupWarmup: { enabled: e.STARTUP_WARMUP === 'on', timeoutMs: e.STARTUP_WARMUP_TIMEOUT_MS },
+    llmCircuit: { failureThreshold: e.LLM_CIRCUIT_FAILURES, cooldownMs: e.LLM_CIRCUIT_COOLDOWN_MS },
   });
 }
 

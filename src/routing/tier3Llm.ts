@@ -188,7 +188,8 @@ export function createTier3(deps: Tier3Deps) {
         }),
       );
       void settle(usd);
-      if (!aborted) {
+      // An open circuit refuses every request at once; it logged when it opened, once is enough.
+      if (!aborted && (err as AppError).code !== 'ERR_LLM_CIRCUIT_OPEN') {
         deps.log.warn(
           {
             err: { code: (err as AppError).code, message: (err as Error).message },

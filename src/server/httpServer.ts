@@ -33,6 +33,19 @@ export interface ServerOptions {
   readonly routes?: readonly HttpRoute[];
   /** Further WebSocket endpoints, tried in order before the 404. */
   readonly upgrades?: readonly UpgradeRoute[];
+  /** Whether the engine takes calls yet (the startup warmup); absent = ready from the start. */
+  readonly readiness?: Readiness;
+}
+
+/**
+ * The engine's readiness. The server listens before the engine is ready, so `GET /health` can say
+ * "live, not ready yet" while the webhook answers 503 (Twilio then tries the fallback URL, a load
+ * balancer another replica).
+ */
+export interface Readiness {
+  readonly ready: boolean;
+  /** Extra fields for `GET /health`, e.g. the startup warmup's report. */
+  health(): Record<string, unknown>;
 }
 
 /** Handles the request and returns true, or returns false to let the next route try. */
@@ -139,21 +152,33 @@ export function startServer(options: ServerOptions): Promise<RunningServer> {
     const url = new URL(req.url ?? '/', 'http://local');
     const route = `${req.method ?? 'GET'} ${url.pathname}`;
     switch (route) {
+      // /health is liveness (200 while the process answers); /health/ready is 503 until ready,
+      // for load balancers and orchestrators that only look at the status code.
       case 'GET /health':
+      case 'GET /health/ready': {
+        const ready = options.readiness?.ready ?? true;
         return send(
           res,
-          200,
+          route === 'GET /health/ready' && !ready ? 503 : 200,
           JSON.stringify({
             status: 'ok',
-            ready: true,
+            live: true,
+            ready,
             liveCalls: engine.liveCalls,
             eventLoopLagMs: Math.round(lag.lagMs()),
+            ...options.readiness?.health(),
           }),
           'application/json',
         );
+      }
       case 'POST /twilio/voice': {
         const form = await readForm(req);
         checkTwilio(req, publicUrl(req, 'http'), form);
+        if (options.readiness?.ready === false) {
+          log.warn('refusing a new call: the engine is not ready yet');
+          res.setHeader('retry-after', '1');
+          return send(res, 503, 'not ready');
+        }
         if (options.shedDelayMs !== undefined && lag.lagMs() > options.shedDelayMs) {
           log.warn({ eventLoopLagMs: Math.round(lag.lagMs()) }, 'shedding a new call: event loop saturated');
           res.setHeader('retry-after', '1');

@@ -53,6 +53,32 @@ describe('loadEnv', () => {
   });
 });
 
+describe('startup warmup and circuit breaker settings', () => {
+  test('default to a warmup of at most 15 s and a breaker of 5 failures / 30 s', () => {
+    expect(loadEnv({})).toMatchObject({
+      startupWarmup: { enabled: true, timeoutMs: 15_000 },
+      llmCircuit: { failureThreshold: 5, cooldownMs: 30_000 },
+    });
+  });
+
+  test('are read from STARTUP_WARMUP*, LLM_CIRCUIT_* and checked', () => {
+    expect(
+      loadEnv({
+        STARTUP_WARMUP: 'off',
+        STARTUP_WARMUP_TIMEOUT_MS: '5000',
+        LLM_CIRCUIT_FAILURES: '3',
+        LLM_CIRCUIT_COOLDOWN_MS: '10000',
+      }),
+    ).toMatchObject({
+      startupWarmup: { enabled: false, timeoutMs: 5000 },
+      llmCircuit: { failureThreshold: 3, cooldownMs: 10_000 },
+    });
+    expect(() => loadEnv({ STARTUP_WARMUP: 'maybe', LLM_CIRCUIT_FAILURES: '0' })).toThrow(
+      /STARTUP_WARMUP[\s\S]*LLM_CIRCUIT_FAILURES/,
+    );
+  });
+});
+
 describe('isLoopback', () => {
   test.each([
     ['127.0.0.1', true],

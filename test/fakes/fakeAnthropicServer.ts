@@ -135,9 +135,27 @@ export function startFakeAnthropicServer(options: FakeAnthropicOptions = {}): Pr
     ex.end();
   };
 
+  // What the engine's startup warmup asks for: free, and it leaves a connection open.
+  const models: FakeRoute = (ex) => {
+    ex.sendJson(200, {
+      data: [
+        {
+          type: 'model',
+          id: 'claude-haiku-4-5',
+          display_name: 'Claude Haiku 4.5',
+          created_at: '2025-10-01T00:00:00Z',
+        },
+      ],
+      first_id: 'claude-haiku-4-5',
+      last_id: 'claude-haiku-4-5',
+      has_more: false,
+    });
+    return Promise.resolve();
+  };
+
   return startFakeHttpServer({
     basePath: '',
-    routes: { 'POST /v1/messages': messages },
+    routes: { 'POST /v1/messages': messages, 'GET /v1/models': models },
     defaultReply: options.defaultReply ?? { type: 'text', text: 'Hello from the fake.' },
     errorBody: anthropicError,
     garbageBody: 'event: message_start\ndata: {"type":"message_start","message":{\n\n',

@@ -1,6 +1,6 @@
 /**
  * A fake OpenAI-compatible HTTP server for tests that drive the real `openai` SDK: streaming and
- * non-streaming chat completions, embeddings (base64 and float), scripted answers, latency,
+ * non-streaming chat completions, embeddings (base64 and float), the model list, scripted answers, latency,
  * failures, and a record of every request including whether the client hung up early.
  *
  * The scripting/recording core is exported too: the Anthropic fake reuses it.
@@ -531,9 +531,22 @@ export function startFakeOpenAiServer(options: FakeOpenAiOptions = {}): Promise<
     });
   };
 
+  // What the engine's startup warmup asks for: free, and it leaves a connection open.
+  const models: FakeRoute = (ex) => {
+    ex.sendJson(200, {
+      object: 'list',
+      data: [{ id: 'gpt-4o-mini', object: 'model', created: 1_721_172_741, owned_by: 'system' }],
+    });
+    return Promise.resolve();
+  };
+
   return startFakeHttpServer({
     basePath: '/v1',
-    routes: { 'POST /v1/chat/completions': chat, 'POST /v1/embeddings': embeddings },
+    routes: {
+      'POST /v1/chat/completions': chat,
+      'POST /v1/embeddings': embeddings,
+      'GET /v1/models': models,
+    },
     defaultReply: options.defaultReply ?? { type: 'text', text: 'Hello from the fake.' },
     errorBody: openAiError,
     garbageBody: 'data: {"id":"chatcmpl-garbage","choices":[{"delta":\n\n',

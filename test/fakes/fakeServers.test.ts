@@ -134,7 +134,16 @@ describe('fake OpenAI server', () => {
   it('answers 404 with an OpenAI error body for unknown paths', async () => {
     const { client } = await setUp();
 
-    await expect(client.models.list()).rejects.toMatchObject({ status: 404 });
+    await expect(client.files.list()).rejects.toMatchObject({ status: 404 });
+  });
+
+  it('lists models (what the startup warmup asks for) and records the request', async () => {
+    const { server, client } = await setUp();
+
+    const page = await client.models.list();
+
+    expect(page.data.map((m) => m.id)).toEqual(['gpt-4o-mini']);
+    expect(server.requests[0]).toMatchObject({ method: 'GET', path: '/v1/models' });
   });
 
   it('records a request that settles normally as "no"', async () => {

@@ -287,3 +287,34 @@ describe('createAnthropicLlm', () => {
     });
   });
 });
+
+describe('preconnect', () => {
+  it('lists models (free), then a completion reuses that connection', async () => {
+    await llm.preconnect!({ timeoutMs: 5000 });
+    // The socket goes back to the pool a moment after the response ends (as in the keep-alive test).
+    await new Promise((r) => setTimeout(r, 10));
+    await llm.complete(request());
+
+    expect(server.requests.map((r) => `${r.method} ${r.path}`)).toEqual([
+      'GET /v1/models',
+      'POST /v1/messages',
+    ]);
+    expect(server.requests[1]!.clientPort).toBe(server.requests[0]!.clientPort);
+  });
+
+  it('fails as an LlmError with the HTTP status', async () => {
+    server.script({ type: 'error', status: 529 });
+
+    const err = await llmErrorOf(llm.preconnect!({ timeoutMs: 5000 }));
+
+    expect(err).toMatchObject({ code: 'ERR_LLM_HTTP', status: 529 });
+  });
+
+  it('gives up at its timeout', async () => {
+    server.script({ type: 'hang' });
+
+    const err = await llmErrorOf(llm.preconnect!({ timeoutMs: 50 }));
+
+    expect(err.code).toBe('ERR_LLM_TIMEOUT');
+  });
+});

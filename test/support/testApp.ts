@@ -1,6 +1,6 @@
 /**
  * Starts the real app on port 0 with a temporary data folder holding the given documents, a silent
- * logger, and short playback estimates so conversations run fast.
+ * logger, short playback estimates so conversations run fast, and no startup warmup unless asked.
  */
 import { mkdtemp, rm, writeFile, mkdir, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -62,6 +62,8 @@ export async function startTestApp(
   const app = await startApp(env, {
     log: pino({ level: 'silent' }),
     relay: { playbackMsPerChar: 0.5 },
+    // Off unless a test asks: its provider requests would shift the fakes' request logs.
+    startupWarmup: false,
     ...options.app,
   });
   return {

@@ -25,6 +25,8 @@ export interface AnthropicLlmOptions {
 const JSON_INSTRUCTION =
   'Respond with a single JSON object and nothing else: no prose before or after it, no Markdown code fences.';
 
+const NOTHING_STREAMED: LlmPartial = { text: '', usage: null, firstTokenMs: null, durationMs: 0 };
+
 // Mid-stream error events of these types are the provider's trouble and may pass on a retry.
 const RETRYABLE_STREAM_ERRORS = new Set([
   'overloaded_error',
@@ -44,6 +46,17 @@ export function createAnthropicLlm(options: AnthropicLlmOptions): LlmClient {
 
   return {
     provider: 'anthropic',
+    async preconnect({ signal, timeoutMs }) {
+      // GET /v1/models is free; it leaves a kept-alive connection and a TLS session behind.
+      const deadline = startDeadline(signal, timeoutMs);
+      try {
+        await client.models.list({ limit: 1 }, { signal: deadline.signal });
+      } catch (err) {
+        throw translateError(err, deadline, NOTHING_STREAMED, timeoutMs);
+      } finally {
+        deadline.dispose();
+      }
+    },
     async complete(request: LlmRequest): Promise<LlmResult> {
       const startedAt = performance.now();
       const deadline = startDeadline(request.signal, request.timeoutMs);

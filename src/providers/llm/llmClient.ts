@@ -54,4 +54,9 @@ export interface LlmClient {
   readonly provider: 'openai' | 'anthropic';
   /** Streams under the hood; resolves with the whole answer. Errors are AppErrors (see llmErrors). */
   complete(request: LlmRequest): Promise<LlmResult>;
+  /**
+   * Opens a connection to the provider without spending tokens (it lists models), so the first
+   * paid request finds the connection, TLS session and SDK ready. Errors are LlmErrors.
+   */
+  preconnect?(options: { readonly signal?: AbortSignal; readonly timeoutMs: number }): Promise<void>;
 }

@@ -15,7 +15,9 @@ export type LlmErrorCode =
   /** The connection failed or was cut before the answer was complete. */
   | 'ERR_LLM_CONNECTION'
   /** The answer was not a valid stream: malformed events, or it ended without a stop marker. */
-  | 'ERR_LLM_BAD_RESPONSE';
+  | 'ERR_LLM_BAD_RESPONSE'
+  /** The provider's circuit breaker is open: the request was refused without being sent. */
+  | 'ERR_LLM_CIRCUIT_OPEN';
 
 export type LlmProvider = 'openai' | 'anthropic';
 

@@ -22,6 +22,8 @@ export interface OpenAiLlmOptions {
 // OpenAI rejects JSON mode unless the messages mention "json"; callers' prompts usually do.
 const JSON_INSTRUCTION = 'Answer with a single JSON object.';
 
+const NOTHING_STREAMED: LlmPartial = { text: '', usage: null, firstTokenMs: null, durationMs: 0 };
+
 /** Creates an OpenAI chat client. One SDK instance serves every request, so connections are reused. */
 export function createOpenAiLlm(options: OpenAiLlmOptions): LlmClient {
   // No SDK retries: a phone turn cannot wait for backoff; callers decide (e.g. another provider).
@@ -33,6 +35,17 @@ export function createOpenAiLlm(options: OpenAiLlmOptions): LlmClient {
 
   return {
     provider: 'openai',
+    async preconnect({ signal, timeoutMs }) {
+      // GET /models is free; it leaves a kept-alive connection and a TLS session behind.
+      const deadline = startDeadline(signal, timeoutMs);
+      try {
+        await client.models.list({ signal: deadline.signal });
+      } catch (err) {
+        throw translateError(err, deadline, NOTHING_STREAMED, timeoutMs);
+      } finally {
+        deadline.dispose();
+      }
+    },
     async complete(request: LlmRequest): Promise<LlmResult> {
       const startedAt = performance.now();
       const deadline = startDeadline(request.signal, request.timeoutMs);
