@@ -1,0 +1,303 @@
+/**
+ * SttProvider for OpenAI-compatible servers that only offer `POST /v1/audio/transcriptions` (local
+ * Whisper servers, or OpenAI without Realtime). A VAD supplied by the caller cuts the μ-law stream
+ * into utterances; each is decoded to a 16-bit PCM WAV and uploaded through the `openai` SDK.
+ *
+ * Latency: the upload starts when the VAD reports the end of speech, so the final text arrives one
+ * request later than Realtime's would. There are no partial transcripts in this mode.
+ */
+import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError, toFile } from 'openai';
+import type { Transcription } from 'openai/resources/audio/transcriptions';
+import {
+  SttError,
+  callSafely,
+  type SttCallbacks,
+  type SttProvider,
+  type SttSession,
+  type SttUsage,
+} from './sttSession.ts';
+import { mulawToWav } from './mulawWav.ts';
+import { sttCostUsd } from './sttPrices.ts';
+
+/** A speech edge reported by the caller's VAD for the frame just pushed, or null for none. */
+export type VadEdge = 'speech-start' | 'speech-stop' | null;
+
+/** The caller's voice activity detector, one per call (it keeps state across frames). */
+export interface SttVad {
+  /** Called synchronously with every inbound μ-law frame, in order. */
+  push(frame: Uint8Array): VadEdge;
+}
+
+export interface HttpTranscriptionSttOptions {
+  readonly apiKey: string;
+  /** Must include `/v1`. Defaults to the SDK's (OPENAI_BASE_URL or https://api.openai.com/v1). */
+  readonly baseURL?: string;
+  /** Default gpt-4o-mini-transcribe; local servers often want e.g. 'whisper-1' or their own name. */
+  readonly model?: string;
+  /** ISO-639-1, e.g. 'en'. */
+  readonly language?: string;
+  readonly prompt?: string;
+  /** Makes a fresh VAD for each session. */
+  readonly createVad: () => SttVad;
+  /** Frames kept from before the VAD's start edge, since VADs fire a little late. Default 15 (300 ms). */
+  readonly prerollFrames?: number;
+  /** Longer speech is uploaded in pieces of this length (their texts are joined). Default 30. */
+  readonly maxUtteranceSeconds?: number;
+  /** Speech shorter than this is not uploaded and yields onFinal(''). Default 200. */
+  readonly minUtteranceMs?: number;
+  /** Per upload. Default 10 000. */
+  readonly timeoutMs?: number;
+  /** Replaces the built-in μ-law → PCM16 WAV encoder (e.g. one from src/audio). */
+  readonly encodeWav?: (mulaw: Uint8Array) => Uint8Array;
+  /** Audio uploaded, reported per successful upload. */
+  readonly onUsage?: (usage: SttUsage) => void;
+}
+
+const DEFAULT_MODEL = 'gpt-4o-mini-transcribe';
+const MULAW_BYTES_PER_SECOND = 8000;
+
+interface Utterance {
+  readonly id: string;
+  frames: Uint8Array[];
+  bytes: number;
+  speechBytes: number;
+  readonly pieces: Promise<string>[];
+}
+
+/** Creates the batch STT provider. One SDK instance serves every session, so connections are reused. */
+export function createHttpTranscriptionStt(options: HttpTranscriptionSttOptions): SttProvider {
+  const model = options.model ?? DEFAULT_MODEL;
+  // No SDK retries: by the time a retry answered, the caller would have moved on.
+  const client = new OpenAI({
+    apiKey: options.apiKey,
+    maxRetries: 0,
+    ...(options.baseURL === undefined ? {} : { baseURL: options.baseURL }),
+  });
+  return {
+    provider: 'openai',
+    model,
+    openSttSession: (callbacks) => openSession(client, model, options, callbacks),
+  };
+}
+
+function openSession(
+  client: OpenAI,
+  model: string,
+  options: HttpTranscriptionSttOptions,
+  callbacks: SttCallbacks,
+): SttSession {
+  const vad = options.createVad();
+  const prerollFrames = options.prerollFrames ?? 15;
+  const maxPieceBytes = (options.maxUtteranceSeconds ?? 30) * MULAW_BYTES_PER_SECOND;
+  const minSpeechBytes = ((options.minUtteranceMs ?? 200) * MULAW_BYTES_PER_SECOND) / 1000;
+  const timeoutMs = options.timeoutMs ?? 10_000;
+  const encodeWav = options.encodeWav ?? mulawToWav;
+  // Aborted by close(): every upload still in flight is cut on the wire.
+  const sessionAbort = new AbortController();
+
+  let closed = false;
+  let preroll: Uint8Array[] = [];
+  let current: Utterance | null = null;
+  let nextId = 1;
+  // Finals are delivered in utterance order even when a later upload answers first.
+  let tail: Promise<void> = Promise.resolve();
+  let framesSent = 0;
+  let framesDropped = 0;
+  let bytesSent = 0;
+  let finals = 0;
+
+  const upload = async (frames: readonly Uint8Array[], utteranceId: string): Promise<string> => {
+    const mulaw = concat(frames);
+    framesSent += frames.length;
+    bytesSent += mulaw.length;
+    const timeout = AbortSignal.timeout(timeoutMs);
+    try {
+      const file = await toFile(encodeWav(mulaw), `utterance-${utteranceId}.wav`, { type: 'audio/wav' });
+      const result: Transcription = await client.audio.transcriptions.create(
+        {
+          file,
+          model,
+          response_format: 'json',
+          ...(options.language === undefined ? {} : { language: options.language }),
+          ...(options.prompt === undefined ? {} : { prompt: options.prompt }),
+        },
+        { signal: AbortSignal.any([sessionAbort.signal, timeout]) },
+      );
+      if (typeof result.text !== 'string') {
+        throw new SttError('ERR_STT_BAD_RESPONSE', 'transcription answer has no text', { fatal: false });
+      }
+      reportUsage(mulaw.length, result.usage);
+      return result.text.trim();
+    } catch (err) {
+      throw translateError(err, timeout.aborted, timeoutMs);
+    }
+  };
+
+  const reportUsage = (bytes: number, usage: Transcription['usage']) => {
+    if (options.onUsage === undefined) return;
+    const audioSeconds = bytes / MULAW_BYTES_PER_SECOND;
+    try {
+      options.onUsage({
+        provider: 'openai',
+        model,
+        audioSeconds,
+        costUsd: sttCostUsd(model, audioSeconds),
+        reported:
+          usage?.type === 'tokens'
+            ? { type: 'tokens', inputTokens: usage.input_tokens, outputTokens: usage.output_tokens }
+            : usage?.type === 'duration'
+              ? { type: 'duration', seconds: usage.seconds }
+              : null,
+      });
+    } catch {
+      // A failing cost sink must not lose the transcript.
+    }
+  };
+
+  const startPiece = (utterance: Utterance) => {
+    const piece = upload(utterance.frames, utterance.id);
+    // Handled later by allSettled; this stops an early failure counting as unhandled meanwhile.
+    piece.catch(() => undefined);
+    utterance.pieces.push(piece);
+    utterance.frames = [];
+    utterance.bytes = 0;
+  };
+
+  const finish = (utterance: Utterance) => {
+    const stoppedAt = performance.now();
+    const tooShort = utterance.pieces.length === 0 && utterance.speechBytes < minSpeechBytes;
+    if (!tooShort && utterance.frames.length > 0) startPiece(utterance);
+    const settled = Promise.allSettled(utterance.pieces);
+    tail = tail.then(async () => {
+      const results = await settled;
+      if (closed) return;
+      const failure = results.find((r) => r.status === 'rejected');
+      if (failure !== undefined) {
+        callSafely(callbacks, () => callbacks.onError(failure.reason as SttError));
+        return;
+      }
+      const text = results
+        .map((r) => (r.status === 'fulfilled' ? r.value : ''))
+        .filter((t) => t !== '')
+        .join(' ');
+      finals += 1;
+      const info = { utteranceId: utterance.id, latencyMs: performance.now() - stoppedAt };
+      callSafely(callbacks, () => callbacks.onFinal(text, info));
+    });
+  };
+
+  return {
+    sendMulaw(frame) {
+      if (closed) {
+        framesDropped += 1;
+        return;
+      }
+      const bytes = typeof frame === 'string' ? Buffer.from(frame, 'base64') : frame;
+      let edge: VadEdge;
+      try {
+        edge = vad.push(bytes);
+      } catch (err) {
+        edge = null;
+        callSafely(callbacks, () => {
+          throw err;
+        });
+      }
+
+      if (current === null) {
+        // The frames before this one, plus this one in case it is the start.
+        preroll.push(bytes);
+        if (preroll.length > prerollFrames + 1) preroll.shift();
+        if (edge !== 'speech-start') return;
+        let prerollBytes = 0;
+        for (const f of preroll) prerollBytes += f.length;
+        current = {
+          id: String(nextId++),
+          frames: preroll,
+          bytes: prerollBytes,
+          speechBytes: bytes.length,
+          pieces: [],
+        };
+        preroll = [];
+        callSafely(callbacks, () => callbacks.onSpeechStarted());
+        return;
+      }
+
+      current.frames.push(bytes);
+      current.bytes += bytes.length;
+      current.speechBytes += bytes.length;
+      if (edge === 'speech-stop') {
+        const utterance = current;
+        current = null;
+        callSafely(callbacks, () => callbacks.onSpeechStopped('vad'));
+        finish(utterance);
+      } else if (current.bytes >= maxPieceBytes) {
+        startPiece(current);
+      }
+    },
+
+    async close() {
+      if (!closed) {
+        closed = true;
+        current = null;
+        preroll = [];
+        sessionAbort.abort();
+      }
+      await tail;
+    },
+
+    stats() {
+      return {
+        state: closed ? 'closed' : 'open',
+        framesSent,
+        framesDropped,
+        bytesSent,
+        audioSecondsSent: bytesSent / MULAW_BYTES_PER_SECOND,
+        reconnects: 0,
+        finals,
+      };
+    },
+  };
+}
+
+function concat(frames: readonly Uint8Array[]): Uint8Array {
+  let length = 0;
+  for (const f of frames) length += f.length;
+  const out = new Uint8Array(length);
+  let offset = 0;
+  for (const f of frames) {
+    out.set(f, offset);
+    offset += f.length;
+  }
+  return out;
+}
+
+/** Maps whatever the SDK (or fetch beneath it) threw onto a non-fatal SttError. */
+function translateError(err: unknown, timedOut: boolean, timeoutMs: number): SttError {
+  if (err instanceof SttError) return err;
+  if (timedOut || err instanceof APIConnectionTimeoutError) {
+    return new SttError('ERR_STT_TIMEOUT', `transcription exceeded ${timeoutMs} ms`, {
+      fatal: false,
+      retryable: true,
+      cause: err,
+    });
+  }
+  if (err instanceof APIConnectionError) {
+    return new SttError('ERR_STT_CONNECTION', `transcription connection failed: ${err.message}`, {
+      fatal: false,
+      retryable: true,
+      cause: err,
+    });
+  }
+  if (err instanceof APIError && typeof err.status === 'number') {
+    return new SttError('ERR_STT_HTTP', `transcription answered HTTP ${err.status}: ${err.message}`, {
+      fatal: false,
+      status: err.status,
+      retryable: err.status === 408 || err.status === 429 || err.status >= 500,
+      cause: err,
+    });
+  }
+  return new SttError('ERR_STT_BAD_RESPONSE', `transcription failed: ${String(err)}`, {
+    fatal: false,
+    cause: err,
+  });
+}

@@ -1,0 +1,326 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import {
+  createOpenAiRealtimeStt,
+  realtimeTranscriptionUrl,
+  type OpenAiRealtimeSttOptions,
+} from '../../src/providers/stt/openaiRealtimeStt.ts';
+import type { SttCallbacks, SttError, SttSession, SttUsage } from '../../src/providers/stt/sttSession.ts';
+import { sttCostUsd } from '../../src/providers/stt/sttPrices.ts';
+import { startFakeRealtimeServer, type FakeRealtimeServer } from '../fakes/fakeRealtimeServer.ts';
+
+// 20 ms of 8 kHz μ-law, as Twilio sends it. 0xFF is silence; 0x10 decodes to about -5000 (loud).
+const FRAME = 160;
+const silence = () => new Uint8Array(FRAME).fill(0xff);
+const loud = () => new Uint8Array(FRAME).fill(0x10);
+const b64 = (bytes: Uint8Array) => Buffer.from(bytes).toString('base64');
+
+interface Recorded {
+  readonly log: string[];
+  readonly errors: SttError[];
+  readonly usage: SttUsage[];
+  readonly finals: { text: string; utteranceId: string; latencyMs: number | null }[];
+}
+
+function recorder(): { callbacks: SttCallbacks; seen: Recorded } {
+  const seen: Recorded = { log: [], errors: [], usage: [], finals: [] };
+  return {
+    seen,
+    callbacks: {
+      onSpeechStarted: () => seen.log.push('started'),
+      onSpeechStopped: (reason) => seen.log.push(`stopped:${reason}`),
+      onPartial: (text) => seen.log.push(`partial:${text}`),
+      onFinal: (text, info) => {
+        seen.log.push(`final:${text}`);
+        seen.finals.push({ text, ...info });
+      },
+      onError: (err) => {
+        seen.log.push(`error:${err.code}${err.fatal ? ':fatal' : ''}`);
+        seen.errors.push(err);
+      },
+    },
+  };
+}
+
+async function waitFor(condition: () => boolean, timeoutMs = 3000): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!condition()) {
+    if (performance.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/** An utterance: `speechMs` of loud audio then 300 ms of silence (the fake ends speech after 200). */
+function speak(session: SttSession, speechMs = 300): void {
+  for (let i = 0; i < speechMs / 20; i++) session.sendMulaw(b64(loud()));
+  for (let i = 0; i < 15; i++) session.sendMulaw(b64(silence()));
+}
+
+let server: FakeRealtimeServer;
+let session: SttSession | null = null;
+const usage: SttUsage[] = [];
+
+function open(callbacks: SttCallbacks, overrides: Partial<OpenAiRealtimeSttOptions> = {}): SttSession {
+  const stt = createOpenAiRealtimeStt({
+    apiKey: 'test-key',
+    baseURL: server.baseURL,
+    language: 'en',
+    reconnect: { initialDelayMs: 20, maxDelayMs: 50, maxAttempts: 3 },
+    onUsage: (u) => usage.push(u),
+    ...overrides,
+  });
+  session = stt.openSttSession(callbacks);
+  return session;
+}
+
+beforeEach(async () => {
+  usage.length = 0;
+  server = await startFakeRealtimeServer({ apiKey: 'test-key' });
+});
+
+afterEach(async () => {
+  await session?.close();
+  session = null;
+  await server.close();
+});
+
+describe('realtimeTranscriptionUrl', () => {
+  it('builds the GA transcription URL from an OpenAI base URL', () => {
+    expect(realtimeTranscriptionUrl('https://api.openai.com/v1').href).toBe(
+      'wss://api.openai.com/v1/realtime?intent=transcription',
+    );
+    expect(realtimeTranscriptionUrl('http://127.0.0.1:9000/v1/').href).toBe(
+      'ws://127.0.0.1:9000/v1/realtime?intent=transcription',
+    );
+  });
+});
+
+describe('createOpenAiRealtimeStt', () => {
+  it('opens a GA transcription session: intent URL, bearer auth, no beta header, session.update first', async () => {
+    const { callbacks } = recorder();
+    open(callbacks, { prompt: 'Riverside Plumbing', vad: { silenceDurationMs: 400 } });
+    const connection = await server.connection(0);
+    await waitFor(() => connection.messages.length >= 1);
+
+    expect(connection.url).toBe('/v1/realtime?intent=transcription');
+    expect(connection.headers.authorization).toBe('Bearer test-key');
+    expect(connection.headers['openai-beta']).toBeUndefined();
+    expect(connection.messages[0]).toEqual({
+      type: 'session.update',
+      session: {
+        type: 'transcription',
+        audio: {
+          input: {
+            format: { type: 'audio/pcmu' },
+            noise_reduction: { type: 'near_field' },
+            transcription: { model: 'gpt-4o-transcribe', language: 'en', prompt: 'Riverside Plumbing' },
+            turn_detection: {
+              type: 'server_vad',
+              threshold: 0.5,
+              prefix_padding_ms: 300,
+              silence_duration_ms: 400,
+            },
+          },
+        },
+      },
+    });
+    await waitFor(() => session!.stats().state === 'open');
+  });
+
+  it('forwards Twilio payloads untouched and in order, buffering those sent before the socket opened', async () => {
+    const { callbacks, seen } = recorder();
+    const s = open(callbacks);
+    // Sent at once: the socket is still connecting, so these wait in the buffer.
+    const payloads = Array.from({ length: 5 }, (_, i) =>
+      b64(new Uint8Array(FRAME).map((_, j) => (i * 31 + j) & 0xff)),
+    );
+    for (const p of payloads.slice(0, 3)) s.sendMulaw(p);
+    const connection = await server.connection(0);
+    await waitFor(() => s.stats().state === 'open');
+    for (const p of payloads.slice(3)) s.sendMulaw(p);
+    // Raw bytes are base64-encoded by the adapter.
+    const raw = new Uint8Array([1, 2, 3, 250]);
+    s.sendMulaw(raw);
+
+    await waitFor(() => connection.appends.length === 6);
+    expect(connection.appends).toEqual([...payloads, b64(raw)]);
+    expect(connection.messages[0]?.type).toBe('session.update');
+    expect(connection.messages.slice(1).every((m) => m.type === 'input_audio_buffer.append')).toBe(true);
+    expect(s.stats()).toMatchObject({
+      framesSent: 6,
+      framesDropped: 0,
+      bytesSent: 5 * FRAME + 4,
+      reconnects: 0,
+    });
+    expect(s.stats().audioSecondsSent).toBeCloseTo((5 * FRAME + 4) / 8000);
+    expect(seen.errors).toEqual([]);
+  });
+
+  it('maps speech, partial and completed events to callbacks and reports usage per final', async () => {
+    server.script('I need a plumber tomorrow.');
+    const { callbacks, seen } = recorder();
+    const s = open(callbacks);
+    await waitFor(() => s.stats().state === 'open');
+
+    speak(s, 400);
+    await waitFor(() => seen.finals.length === 1);
+
+    expect(seen.log).toEqual([
+      'started',
+      'stopped:vad',
+      'partial:I',
+      'partial:I need',
+      'partial:I need a',
+      'partial:I need a plumber',
+      'partial:I need a plumber tomorrow.',
+      'final:I need a plumber tomorrow.',
+    ]);
+    expect(seen.finals[0]?.utteranceId).toMatch(/^item_/);
+    expect(seen.finals[0]?.latencyMs).toBeGreaterThanOrEqual(0);
+    expect(s.stats().finals).toBe(1);
+
+    const seconds = (20 * FRAME + 15 * FRAME) / 8000;
+    expect(usage).toHaveLength(1);
+    expect(usage[0]).toMatchObject({
+      provider: 'openai',
+      model: 'gpt-4o-transcribe',
+      reported: { type: 'duration' },
+    });
+    expect(usage[0]?.audioSeconds).toBeCloseTo(seconds);
+    expect(usage[0]?.costUsd).toBeCloseTo(sttCostUsd('gpt-4o-transcribe', seconds)!);
+  });
+
+  it('reports a failed transcription and provider error events without ending the session', async () => {
+    server.script({ fail: 'could not hear' }, 'second try');
+    const { callbacks, seen } = recorder();
+    const s = open(callbacks);
+    const connection = await server.connection(0);
+    await waitFor(() => s.stats().state === 'open');
+
+    speak(s);
+    await waitFor(() => seen.errors.length === 1);
+    expect(seen.errors[0]).toMatchObject({ code: 'ERR_STT_TRANSCRIPTION_FAILED', fatal: false });
+    expect(seen.errors[0]?.message).toContain('audio_unintelligible');
+
+    connection.send({
+      type: 'error',
+      error: { type: 'invalid_request_error', code: 'bad_thing', message: 'no' },
+    });
+    await waitFor(() => seen.errors.length === 2);
+    expect(seen.errors[1]).toMatchObject({ code: 'ERR_STT_PROVIDER', fatal: false });
+
+    speak(s);
+    await waitFor(() => seen.finals.length === 1);
+    expect(seen.finals[0]?.text).toBe('second try');
+    expect(s.stats().state).toBe('open');
+  });
+
+  it('reconnects after a drop: ends the utterance in flight, buffers a bounded gap, configures the new socket first', async () => {
+    const { callbacks, seen } = recorder();
+    const s = open(callbacks, { maxBufferedFrames: 4 });
+    const first = await server.connection(0);
+    await waitFor(() => s.stats().state === 'open');
+
+    for (let i = 0; i < 5; i++) s.sendMulaw(b64(loud()));
+    await waitFor(() => seen.log.includes('started'));
+    first.drop();
+    await waitFor(() => s.stats().state === 'reconnecting');
+    expect(seen.log).toContain('stopped:disconnected');
+    expect(seen.errors[0]).toMatchObject({ code: 'ERR_STT_CONNECTION', fatal: false, retryable: true });
+
+    // Six frames during the gap: the oldest two overflow the four-frame buffer.
+    const gap = Array.from({ length: 6 }, (_, i) => b64(new Uint8Array(FRAME).fill(0xf0 + i)));
+    for (const p of gap) s.sendMulaw(p);
+    const second = await server.connection(1);
+    await waitFor(() => s.stats().state === 'open' && second.appends.length === 4);
+
+    expect(second.messages[0]?.type).toBe('session.update');
+    expect(second.appends).toEqual(gap.slice(2));
+    expect(s.stats()).toMatchObject({ reconnects: 1, framesDropped: 2, framesSent: 5 + 4 });
+    expect(first.closed?.by).toBe('server');
+
+    // The call goes on over the new socket.
+    server.script('still here');
+    speak(s);
+    await waitFor(() => seen.finals.length === 1);
+    expect(seen.finals[0]?.text).toBe('still here');
+  });
+
+  it('gives up with a fatal error when the upgrade is refused with 401', async () => {
+    server.refuseUpgrades(401, 10);
+    const { callbacks, seen } = recorder();
+    const s = open(callbacks);
+    await waitFor(() => s.stats().state === 'failed');
+    expect(seen.errors).toHaveLength(1);
+    expect(seen.errors[0]).toMatchObject({ code: 'ERR_STT_HTTP', status: 401, fatal: true });
+    expect(server.upgradeAttempts).toBe(1);
+    s.sendMulaw(b64(loud()));
+    expect(s.stats().framesDropped).toBe(1);
+  });
+
+  it('retries a refused upgrade (503) with backoff, then fails for good after maxAttempts', async () => {
+    server.refuseUpgrades(503, 100);
+    const { callbacks, seen } = recorder();
+    const s = open(callbacks);
+    await waitFor(() => s.stats().state === 'failed');
+    // The first attempt plus three retries.
+    expect(server.upgradeAttempts).toBe(4);
+    expect(seen.errors.filter((e) => !e.fatal)).toHaveLength(3);
+    expect(seen.errors.at(-1)).toMatchObject({ code: 'ERR_STT_CONNECTION', fatal: true });
+  });
+
+  it('recovers when a refused upgrade is followed by a good one', async () => {
+    server.refuseUpgrades(503, 2);
+    const { callbacks, seen } = recorder();
+    const s = open(callbacks);
+    await waitFor(() => s.stats().state === 'open');
+    expect(server.upgradeAttempts).toBe(3);
+    expect(seen.errors.map((e) => e.code)).toEqual(['ERR_STT_CONNECTION', 'ERR_STT_CONNECTION']);
+    // Any successful open after a failed attempt counts.
+    expect(s.stats().reconnects).toBe(1);
+  });
+
+  it('closes cleanly: close frame 1000, remaining usage reported, later frames dropped, idempotent', async () => {
+    const { callbacks, seen } = recorder();
+    const s = open(callbacks);
+    const connection = await server.connection(0);
+    await waitFor(() => s.stats().state === 'open');
+    for (let i = 0; i < 10; i++) s.sendMulaw(b64(silence()));
+    await waitFor(() => connection.appends.length === 10);
+
+    await s.close();
+    await s.close();
+    await waitFor(() => connection.closed !== null);
+    expect(connection.closed).toEqual({ by: 'client', code: 1000 });
+    expect(s.stats().state).toBe('closed');
+    expect(usage).toHaveLength(1);
+    expect(usage[0]?.audioSeconds).toBeCloseTo((10 * FRAME) / 8000);
+    expect(usage[0]?.reported).toBeNull();
+
+    s.sendMulaw(b64(silence()));
+    expect(s.stats().framesDropped).toBe(1);
+    expect(seen.errors).toEqual([]);
+    expect(server.connections).toHaveLength(1);
+  });
+
+  it('survives a callback that throws, reporting it through onError', async () => {
+    const { callbacks, seen } = recorder();
+    const s = open({
+      ...callbacks,
+      onSpeechStarted: () => {
+        throw new Error('boom');
+      },
+    });
+    await waitFor(() => s.stats().state === 'open');
+    speak(s);
+    await waitFor(() => seen.finals.length === 1);
+    expect(seen.errors[0]).toMatchObject({ code: 'ERR_STT_CALLBACK_FAILED', fatal: false });
+  });
+
+  it('drops a string that is not base64 instead of sending broken JSON', async () => {
+    const { callbacks } = recorder();
+    const s = open(callbacks);
+    await waitFor(() => s.stats().state === 'open');
+    s.sendMulaw('abc"}');
+    expect(s.stats()).toMatchObject({ framesDropped: 1, framesSent: 0 });
+  });
+});
