@@ -77,9 +77,14 @@ const app = await startApp(
     LOG_LEVEL: config.logLevel,
     OPENAI_API_KEY: 'sk-bench',
     OPENAI_BASE_URL: config.openaiBaseURL,
+    ...(config.stores?.databaseUrl ? { DATABASE_URL: config.stores.databaseUrl } : {}),
+    ...(config.stores?.redisUrl ? { REDIS_URL: config.stores.redisUrl } : {}),
+    ...(config.stores?.redisKeyPrefix ? { REDIS_KEY_PREFIX: config.stores.redisKeyPrefix } : {}),
   }),
   {
     log,
+    // Without stores: no database (configuration from the files in dataDir, ledger in memory).
+    ...(config.stores === undefined ? { db: null } : {}),
     embedder,
     startupWarmup: config.startupWarmup ?? true,
     relay: { playbackMsPerChar: config.playbackMsPerChar },

@@ -186,6 +186,8 @@ export async function runInspectCost(options: {
     {
       log,
       startupWarmup: false,
+      // As measured before the persistence layer: no database, in-process shared state.
+      db: null,
     },
   );
   try {

@@ -101,6 +101,15 @@ export interface EngineChildConfig {
   readonly playbackMsPerChar: number;
   /** Run the startup warmup before reporting ready (default true, as in production). */
   readonly startupWarmup?: boolean;
+  /**
+   * The stores. Absent: in process, no database (as the reference figures were measured). Given:
+   * PostgreSQL at `databaseUrl` (else PGlite in dataDir) and Redis at `redisUrl` (else in process).
+   */
+  readonly stores?: {
+    readonly databaseUrl?: string;
+    readonly redisUrl?: string;
+    readonly redisKeyPrefix?: string;
+  };
 }
 
 /** Configuration handed to the fake-provider child (JSON in BENCH_FAKE_CONFIG). */

@@ -17,6 +17,8 @@ import type { CallTransport } from './callTransport.ts';
 
 /** One answered turn, as the engine's onTurn hook reports it (bench, metrics, /status). */
 export interface TurnObservation {
+  /** The engine's call id (CallSession.id), the one cost events and call records carry. */
+  readonly callId: string;
   readonly companyId: string;
   readonly record: TurnRecord;
   /** From the caller's final words reaching the actor to the reply being handed to the transport. */
@@ -45,6 +47,10 @@ export class CallSession {
   readonly log: Logger;
   readonly startedAt = Date.now();
   callSid: string | null = null;
+  /** Why the call ended (the machine's reason, or 'shutdown', 'socket-closed', …); null while live. */
+  endReason: string | null = null;
+  /** Date.now() when it ended; null while live. */
+  endedAt: number | null = null;
   readonly #deps: CallSessionDeps;
   readonly #actor: Actor<CallMachine>;
   /** Cost of the turn in progress, by turn number. */
@@ -172,7 +178,7 @@ export class CallSession {
   async #completeTurn(record: TurnRecord): Promise<void> {
     const latencyMs = performance.now() - this.#turnStartedAt;
     const engineMs = Math.max(0, latencyMs - record.timings.providerMs);
-    this.#deps.onTurn?.({ companyId: this.companyId, record, latencyMs, engineMs });
+    this.#deps.onTurn?.({ callId: this.id, companyId: this.companyId, record, latencyMs, engineMs });
     // Caller words and replies stay out of logs; the decision does not.
     this.log.info(
       {
@@ -203,6 +209,8 @@ export class CallSession {
   #end(reason: string): void {
     if (this.#ended) return;
     this.#ended = true;
+    this.endReason = reason;
+    this.endedAt = Date.now();
     this.log.info({ reason, durationMs: Date.now() - this.startedAt }, 'call ended');
     // Stop outside the emit that may have brought us here: the actor is mid-transition.
     queueMicrotask(() => this.#actor.stop());

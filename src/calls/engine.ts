@@ -1,8 +1,14 @@
 /**
  * The engine: compiled companies, the call machine provided once with every I/O implementation,
  * and the live call sessions. Transports open calls here; nothing else creates actors.
+ *
+ * Companies come from a ConfigSource (the config cache in front of the store). Every company is
+ * compiled at start; when the source says a company or one of its templates changed (on any
+ * instance), it is compiled again in the background and swapped in for new calls. A call keeps the
+ * compiled company it started with until it ends, so a change never alters a conversation midway.
  */
 import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fromCallback, fromPromise } from 'xstate';
 import { callMachine } from '../../machines/callMachine.ts';
 import type {
@@ -36,10 +42,11 @@ import { canTransfer, createFallbackPicker } from '../routing/fallbackPicker.ts'
 import { createLocalEmbedder } from '../routing/localEmbedder.ts';
 import type { RotationStore } from '../routing/fallbackPicker.ts';
 import { createTier3, usableModels } from '../routing/tier3Llm.ts';
-import type { LlmClients } from '../routing/tier3Llm.ts';
-import type { Catalog } from '../store/configStore.ts';
+import type { BudgetExceeded, LlmClients } from '../routing/tier3Llm.ts';
+import type { ConfigSource } from '../store/configService.ts';
 import { createUnderstanding } from '../understanding/understanding.ts';
 import type { Understanding } from '../understanding/understanding.ts';
+import type { GateReads } from '../warmup/gateReads.ts';
 import { createWarmupGate } from '../warmup/warmupGate.ts';
 import type { WarmupStats } from '../warmup/warmupStats.ts';
 import { CallSession } from './callSession.ts';
@@ -52,7 +59,8 @@ export interface SessionListener {
 }
 
 export interface EngineDeps {
-  readonly catalog: Catalog;
+  /** Companies, templates and called numbers, and word of their changes. */
+  readonly config: ConfigSource;
   readonly log: Logger;
   /** The embedder for a company's Tier 2 (one per company, so paid embeddings are billed to it). */
   readonly embedderFor: (companyId: string) => Embedder;
@@ -65,6 +73,10 @@ export interface EngineDeps {
   readonly timing?: { startTimeoutMs?: number; turnTimeoutMs?: number };
   /** Observes every answered turn (bench, metrics). */
   readonly onTurn?: (turn: TurnObservation) => void;
+  /** A Tier 3 or warmup request was refused by a budget (alerting). */
+  readonly onBudgetExceeded?: (refusal: BudgetExceeded) => void;
+  /** The warmup gate's reads, when they should not go to `budgets` and `stats` directly (gateReads.ts). */
+  readonly gateReads?: GateReads;
 }
 
 /** A company ready to take calls: its config, templates, compiled router and call policy. */
@@ -74,6 +86,31 @@ export interface CompanyRuntime {
   readonly router: CompanyRouter;
   readonly understanding: Understanding;
   readonly policy: CallPolicy;
+  /** The config and templates it was compiled from, in a canonical form (what a change compares). */
+  readonly fingerprint: string;
+}
+
+/**
+ * How long a new call waits for a company being compiled again before it is answered with the
+ * previous compilation (a slow embeddings provider must not hold the webhook).
+ */
+export const RECOMPILE_WAIT_MS = 2000;
+
+/** JSON with object keys sorted, so equal documents compare equal whatever their key order. */
+function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    v !== null && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : v,
+  );
+}
+
+const fingerprints = new WeakMap<object, string>();
+/** Computed once per cached object: the cache hands out the same object until it reloads. */
+function fingerprintOf(value: object): string {
+  let f = fingerprints.get(value);
+  if (f === undefined) fingerprints.set(value, (f = canonicalJson(value)));
+  return f;
 }
 
 export function policyFor(
@@ -110,8 +147,13 @@ export function policyFor(
 export class Engine {
   readonly #deps: EngineDeps;
   readonly #companies = new Map<string, CompanyRuntime>();
+  /** Numbers of the compiled companies: the answer when the config source cannot be read. */
   readonly #byNumber = new Map<string, string>();
   readonly #sessions = new Map<string, CallSession>();
+  /** The compiled company each live call started with. */
+  readonly #pinned = new Map<string, CompanyRuntime>();
+  readonly #refreshing = new Map<string, { again: boolean; done: Promise<CompanyRuntime | undefined> }>();
+  readonly #unsubscribe: Array<() => void> = [];
   readonly #sessionListeners = new Set<SessionListener>();
   readonly machine: CallMachine;
 
@@ -123,21 +165,115 @@ export class Engine {
     });
   }
 
-  /** Compiles every company (templates, embeddings) before the first call. */
+  /**
+   * Compiles every company (templates, embeddings) before the first call, then follows changes.
+   * A company that cannot be compiled at start fails the start.
+   */
   static async create(deps: EngineDeps): Promise<Engine> {
     const engine = new Engine(deps);
-    for (const company of deps.catalog.companies.values()) await engine.#compile(company);
-    for (const [number, id] of deps.catalog.byNumber) engine.#byNumber.set(number, id);
+    for (const id of await deps.config.companyIds()) await engine.#build(id);
+    engine.#follow();
     return engine;
   }
 
-  async #compile(company: CompanyConfig): Promise<void> {
-    const templates = company.templates.map((id) => {
-      const t = this.#deps.catalog.templates.get(id);
-      if (t === undefined)
-        throw new AppError('ERR_CONFIG_INVALID', `company ${company.id}: unknown template ${id}`);
-      return t;
-    });
+  /** Recompiles what changed, on this instance or another (the source's bus). */
+  #follow(): void {
+    const source = this.#deps.config;
+    this.#unsubscribe.push(
+      source.onChange((change) => {
+        // After the cache's own listener has dropped its copy (listeners run in order, but a
+        // source may deliver asynchronously).
+        setImmediate(() => {
+          if (change.kind === 'company') void this.#refresh(change.id);
+          if (change.kind !== 'templates') return;
+          for (const runtime of this.#companies.values()) {
+            if (runtime.config.templates.includes(change.id)) void this.#refresh(runtime.config.id);
+          }
+        });
+      }),
+      source.onResync(() => {
+        for (const id of this.#companies.keys()) void this.#refresh(id);
+      }),
+    );
+  }
+
+  /**
+   * Reads a company and its templates from the source and compiles them unless the compiled
+   * runtime already has exactly that configuration. Resolves to undefined when the company is gone.
+   */
+  async #build(id: string): Promise<CompanyRuntime | undefined> {
+    const source = this.#deps.config;
+    const config = await source.company(id);
+    if (config === null) {
+      this.#uninstall(id);
+      return undefined;
+    }
+    const templates = await Promise.all(
+      config.templates.map(async (templateId) => {
+        const t = await source.template(templateId);
+        if (t === null)
+          throw new AppError('ERR_CONFIG_INVALID', `company ${config.id}: unknown template ${templateId}`);
+        return t;
+      }),
+    );
+    const fingerprint = [config, ...templates].map(fingerprintOf).join('\n');
+    const current = this.#companies.get(id);
+    if (current?.fingerprint === fingerprint) return current;
+    const runtime = await this.#compile(config, templates, fingerprint);
+    this.#uninstall(id);
+    this.#companies.set(id, runtime);
+    for (const number of config.phoneNumbers) this.#byNumber.set(number, id);
+    if (current !== undefined) this.#deps.log.info({ companyId: id }, 'company recompiled after a change');
+    return runtime;
+  }
+
+  #uninstall(id: string): void {
+    const current = this.#companies.get(id);
+    if (current === undefined) return;
+    this.#companies.delete(id);
+    for (const number of current.config.phoneNumbers) {
+      if (this.#byNumber.get(number) === id) this.#byNumber.delete(number);
+    }
+  }
+
+  /**
+   * #build, one at a time per company: a change arriving while a build runs triggers one more.
+   * Never rejects: on failure the compiled runtime stays (and is resolved).
+   */
+  #refresh(id: string): Promise<CompanyRuntime | undefined> {
+    const running = this.#refreshing.get(id);
+    if (running !== undefined) {
+      running.again = true;
+      return running.done;
+    }
+    const state = { again: false, done: Promise.resolve<CompanyRuntime | undefined>(undefined) };
+    state.done = (async () => {
+      let runtime: CompanyRuntime | undefined;
+      do {
+        state.again = false;
+        try {
+          runtime = await this.#build(id);
+        } catch (err) {
+          // The database unreachable with nothing cached, or a stored document the code refuses:
+          // keep serving what is compiled.
+          runtime = this.#companies.get(id);
+          this.#deps.log.error(
+            { companyId: id, err: { code: (err as AppError).code, message: (err as Error).message } },
+            'company could not be (re)loaded; serving the compiled version',
+          );
+        }
+      } while (state.again);
+      return runtime;
+    })().finally(() => this.#refreshing.delete(id));
+    this.#refreshing.set(id, state);
+    return state.done;
+  }
+
+  async #compile(
+    company: CompanyConfig,
+    templates: readonly TemplateConfig[],
+    fingerprint: string,
+  ): Promise<CompanyRuntime> {
     let router: CompanyRouter;
     const embedder = this.#deps.embedderFor(company.id);
     try {
@@ -159,22 +295,51 @@ export class Engine {
       ledger: this.#deps.ledger,
       log: this.#deps.log,
     });
-    this.#companies.set(company.id, {
+    return {
       config: company,
       templates,
       router,
       understanding,
       policy: policyFor(company, llmAvailable, this.#deps.timing),
-    });
+      fingerprint,
+    };
   }
 
+  /** The compiled company (new calls get this one). */
   company(id: string): CompanyRuntime | undefined {
     return this.#companies.get(id);
   }
 
-  companyForNumber(number: string): CompanyRuntime | undefined {
-    const id = this.#byNumber.get(number);
-    return id === undefined ? undefined : this.#companies.get(id);
+  /**
+   * The company a called number belongs to, as the config source says now (cached): compiled
+   * again first if its configuration changed, compiled on first use if it is new to this instance.
+   * While the source cannot be read, the compiled companies answer.
+   */
+  async companyForNumber(number: string): Promise<CompanyRuntime | undefined> {
+    let id: string | null;
+    try {
+      id = await this.#deps.config.companyIdForNumber(number);
+    } catch (err) {
+      this.#deps.log.warn(
+        { err: { code: (err as AppError).code } },
+        'configuration unavailable; routing the call by the compiled companies',
+      );
+      const compiledId = this.#byNumber.get(number);
+      return compiledId === undefined ? undefined : this.#companies.get(compiledId);
+    }
+    if (id === null) return undefined;
+    const compiled = this.#companies.get(id);
+    const fresh = this.#refresh(id);
+    if (compiled === undefined) return fresh;
+    const timer = new AbortController();
+    try {
+      return await Promise.race([
+        fresh,
+        sleep(RECOMPILE_WAIT_MS, compiled, { signal: timer.signal, ref: false }),
+      ]);
+    } finally {
+      timer.abort();
+    }
   }
 
   companies(): IterableIterator<CompanyRuntime> {
@@ -203,10 +368,13 @@ export class Engine {
       log: this.#deps.log,
       onEnded: (s) => {
         this.#sessions.delete(s.id);
+        this.#pinned.delete(s.id);
         for (const l of this.#sessionListeners) l.ended?.(s);
       },
       ...(this.#deps.onTurn ? { onTurn: this.#deps.onTurn } : {}),
     });
+    // Before start(): the actor's first actions look the company up by call id.
+    this.#pinned.set(session.id, company);
     this.#sessions.set(session.id, session);
     for (const l of this.#sessionListeners) l.opened?.(session);
     session.start();
@@ -226,13 +394,15 @@ export class Engine {
 
   /** Ends every live call and flushes what must not be lost. */
   async shutdown(): Promise<void> {
+    for (const unsubscribe of this.#unsubscribe.splice(0)) unsubscribe();
     for (const session of [...this.#sessions.values()]) session.stop('shutdown');
     await this.#deps.ledger.flush();
   }
 
-  #runtime(companyId: string): CompanyRuntime {
-    const c = this.#companies.get(companyId);
-    if (c === undefined) throw new AppError('ERR_COMPANY_NOT_FOUND', `unknown company ${companyId}`);
+  /** The call's own compiled company; the current one for calls the engine did not open (startup warmup). */
+  #runtime(input: { readonly callId: string; readonly companyId: string }): CompanyRuntime {
+    const c = this.#pinned.get(input.callId) ?? this.#companies.get(input.companyId);
+    if (c === undefined) throw new AppError('ERR_COMPANY_NOT_FOUND', `unknown company ${input.companyId}`);
     return c;
   }
 
@@ -245,29 +415,30 @@ export class Engine {
       ledger: deps.ledger,
       stats: deps.stats,
       log: deps.log,
+      ...(deps.onBudgetExceeded ? { onBudgetExceeded: deps.onBudgetExceeded } : {}),
     });
-    const gate = createWarmupGate({ budgets: deps.budgets, stats: deps.stats });
+    const gate = createWarmupGate(deps.gateReads ?? { budgets: deps.budgets, stats: deps.stats });
     const pickFallback = createFallbackPicker(deps.rotation);
     const sessions = this.#sessions;
 
     return callMachine.provide({
       actors: {
         capture: fromPromise<CaptureResult, TurnInput>(({ input, signal }) =>
-          this.#runtime(input.companyId).understanding.capture(input, signal),
+          this.#runtime(input).understanding.capture(input, signal),
         ),
         detect: fromPromise<Situation, DetectInput>(({ input, signal }) =>
-          this.#runtime(input.companyId).understanding.detect(input, signal),
+          this.#runtime(input).understanding.detect(input, signal),
         ),
         tier1: fromPromise<TierResult, TurnInput>(({ input }) =>
-          Promise.resolve(this.#runtime(input.companyId).router.tier1(input.utterance)),
+          Promise.resolve(this.#runtime(input).router.tier1(input.utterance)),
         ),
         tier2: fromPromise<TierResult, Tier2Input>(({ input, signal }) =>
-          this.#runtime(input.companyId).router.tier2(input.utterance, input.situation, signal),
+          this.#runtime(input).router.tier2(input.utterance, input.situation, signal),
         ),
         warmupGate: fromPromise<WarmupDecision, WarmupGateInput>(async ({ input }) => {
           const started = performance.now();
           const decision = await gate({
-            company: this.#runtime(input.companyId).config,
+            company: this.#runtime(input).config,
             tier1Confidence: input.tier1Confidence,
             category: input.category,
           });
@@ -277,7 +448,7 @@ export class Engine {
           return { ...decision, durationMs: performance.now() - started };
         }),
         llm: fromPromise<LlmAnswer, LlmInput>(({ input, signal }) => {
-          const company = this.#runtime(input.companyId);
+          const company = this.#runtime(input);
           const session = sessions.get(input.callId);
           const request = tier3({
             company: company.config,
@@ -291,11 +462,7 @@ export class Engine {
         }),
         fallbackLine: fromPromise<FallbackLine, FallbackInput>(async ({ input }) => {
           const started = performance.now();
-          const text = await pickFallback(
-            this.#runtime(input.companyId).config,
-            input.kind,
-            input.offerEscalation,
-          );
+          const text = await pickFallback(this.#runtime(input).config, input.kind, input.offerEscalation);
           return { kind: input.kind, text, durationMs: performance.now() - started };
         }),
         speaker: fromCallback<{ type: 'noop' }, SpeakerInput>(({ input, sendBack }) => {

@@ -18,11 +18,13 @@
  * See docs/BENCHMARKS.md for how to read the figures.
  */
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
+import { pino } from 'pino';
 import { runColdStart } from '../bench/coldStart.ts';
 import type { ColdStartResult } from '../bench/coldStart.ts';
 import type { ClientSample, ArmStats } from '../bench/loadGenerator.ts';
@@ -53,6 +55,9 @@ import {
 } from '../bench/scenario.ts';
 import { countBy, ratio, summarize } from '../bench/stats.ts';
 import type { AnsweredBy, StageTimings } from '../../machines/types.ts';
+import { loadEnv } from '../config/env.ts';
+import { closeRedis, createRedisClient, waitForRedis } from '../store/redisClient.ts';
+import { createPgDb } from '../store/sql/pgDb.ts';
 import { isMain, parseCli } from './args.ts';
 
 const USAGE = `usage: npm run bench -- [options]
@@ -69,6 +74,9 @@ const USAGE = `usage: npm run bench -- [options]
   --token-ms 15          fake LLM interval between streamed tokens
   --understanding-ms 150 fake LLM latency of capture/detect (JSON answers)
   --log-level info       engine log level (written to /dev/null)
+  --stores memory        memory: no database, in-process shared state (the reference runs);
+                         env: DATABASE_URL (a scratch schema, dropped after) or PGlite, and
+                         REDIS_URL (a scratch key prefix, deleted after) when set
   --skip memory,ab       leave phases out (coldstart, warmup, memory, load, ab)
   --no-pin               do not pin processes to CPUs
   --cpu-prof DIR         write a V8 CPU profile of the engine process into DIR
@@ -287,11 +295,69 @@ interface Settings {
   readonly tokenMs: number;
   readonly understandingMs: number;
   readonly logLevel: string;
+  readonly stores: 'memory' | 'env';
   readonly skip: ReadonlySet<string>;
   readonly pin: boolean;
   readonly cpuProfDir: string | null;
   readonly json: boolean;
   readonly quick: boolean;
+}
+
+function badStores(value: string): never {
+  throw new Error(`--stores: expected memory or env, got ${value}`);
+}
+
+/**
+ * The engine's stores for `--stores env`: a scratch schema of DATABASE_URL and a scratch key prefix
+ * on REDIS_URL (each removed by `dispose`), so a bench never mixes with other data.
+ */
+async function scratchStores(): Promise<{
+  stores: NonNullable<EngineChildConfig['stores']>;
+  describe: string;
+  dispose(): Promise<void>;
+}> {
+  const env = loadEnv();
+  const tag = randomBytes(4).toString('hex');
+  const log = pino({ level: 'silent' });
+  const schema = `bench_${tag}`;
+  const admin =
+    env.databaseUrl === undefined ? null : createPgDb({ url: env.databaseUrl, log, maxConnections: 1 });
+  let databaseUrl: string | undefined;
+  if (admin !== null && env.databaseUrl !== undefined) {
+    await admin.exec(`CREATE SCHEMA ${schema}`);
+    const u = new URL(env.databaseUrl);
+    u.searchParams.set('options', `-c search_path=${schema}`);
+    databaseUrl = u.toString();
+  }
+  const redisKeyPrefix = `bench:${tag}:`;
+  return {
+    stores: {
+      ...(databaseUrl === undefined ? {} : { databaseUrl }),
+      ...(env.redisUrl === undefined ? {} : { redisUrl: env.redisUrl, redisKeyPrefix }),
+    },
+    describe: `${databaseUrl === undefined ? 'PGlite' : `PostgreSQL (schema ${schema})`}, ${env.redisUrl === undefined ? 'in-process shared state' : `Redis (prefix ${redisKeyPrefix})`}`,
+    async dispose() {
+      if (admin !== null) {
+        await admin.exec(`DROP SCHEMA ${schema} CASCADE`);
+        await admin.close();
+      }
+      if (env.redisUrl !== undefined) {
+        const redis = createRedisClient(env.redisUrl, { commandTimeoutMs: 5000 });
+        try {
+          // The client fails commands until connected (no offline queue).
+          if (!(await waitForRedis(redis, 5000))) throw new Error('redis is not reachable');
+          let cursor = '0';
+          do {
+            const [next, keys] = await redis.scan(cursor, 'MATCH', `${redisKeyPrefix}*`, 'COUNT', 500);
+            cursor = next;
+            if (keys.length > 0) await redis.unlink(...keys);
+          } while (cursor !== '0');
+        } finally {
+          closeRedis(redis);
+        }
+      }
+    },
+  };
 }
 
 function settingsFrom(argv: string[]): Settings | null {
@@ -308,6 +374,7 @@ function settingsFrom(argv: string[]): Settings | null {
     'token-ms': { type: 'string' },
     'understanding-ms': { type: 'string' },
     'log-level': { type: 'string', default: 'info' },
+    stores: { type: 'string', default: 'memory' },
     skip: { type: 'string', default: '' },
     'no-pin': { type: 'boolean', default: false },
     'cpu-prof': { type: 'string' },
@@ -336,6 +403,8 @@ function settingsFrom(argv: string[]): Settings | null {
     tokenMs: numberFlag(values['token-ms'], 15, 'token-ms'),
     understandingMs: numberFlag(values['understanding-ms'], 150, 'understanding-ms'),
     logLevel: values['log-level'],
+    stores:
+      values.stores === 'env' ? 'env' : values.stores === 'memory' ? 'memory' : badStores(values.stores),
     skip: new Set(
       values.skip
         .split(',')
@@ -564,14 +633,20 @@ async function main(): Promise<number> {
     cpus: cpus.others,
   });
   let engine: Engine | null = null;
+  let scratch: Awaited<ReturnType<typeof scratchStores>> | null = null;
   try {
     const fakeReady = await fake.ready;
+    if (s.stores === 'env') {
+      scratch = await scratchStores();
+      progress(`stores: ${scratch.describe}`);
+    }
     const engineConfig: EngineChildConfig = {
       dataDir,
       openaiBaseURL: fakeReady.url,
       embeddingMs: s.embeddingMs,
       logLevel: s.logLevel,
       playbackMsPerChar: 5,
+      ...(scratch === null ? {} : { stores: scratch.stores }),
     };
     // First, before any long-lived engine exists: fresh processes, one call each.
     const coldStart: ColdStartResult | null =
@@ -648,6 +723,7 @@ async function main(): Promise<number> {
         tokenMs: s.tokenMs,
         understandingMs: s.understandingMs,
         logLevel: s.logLevel,
+        stores: scratch?.describe ?? 'memory (no database, in-process shared state)',
         pinned: s.pin,
         abCallersPerArm: s.abCallers,
         memoryCalls: s.memoryCalls,
@@ -664,6 +740,9 @@ async function main(): Promise<number> {
   } finally {
     await engine?.stop().catch(() => undefined);
     await fake.stop().catch(() => undefined);
+    await scratch?.dispose().catch((err: unknown) => {
+      progress(`could not remove the scratch stores: ${(err as Error).message}`);
+    });
     await rm(dataDir, { recursive: true, force: true });
   }
 }

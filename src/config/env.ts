@@ -31,6 +31,10 @@ const envSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   DATABASE_URL: optionalUrl(['postgres:', 'postgresql:']),
   REDIS_URL: optionalUrl(['redis:', 'rediss:']),
+  REDIS_KEY_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9:_-]{0,64}$/, 'expected up to 64 characters of A-Z, a-z, 0-9, ":", "_", "-"')
+    .default(''),
   OPENAI_API_KEY: optionalString,
   OPENAI_BASE_URL: optionalUrl(['http:', 'https:']),
   ANTHROPIC_API_KEY: optionalString,
@@ -44,6 +48,7 @@ const envSchema = z.object({
     message: 'expected at least 16 characters',
   }),
   STATELY_INSPECT_URL: optionalUrl(['ws:', 'wss:']),
+  ALERT_WEBHOOK_URL: optionalUrl(['http:', 'https:']),
   STARTUP_WARMUP: z.enum(['on', 'off']).default('on'),
   STARTUP_WARMUP_TIMEOUT_MS: z.coerce.number().int().min(100).max(300_000).default(15_000),
   LLM_CIRCUIT_FAILURES: z.coerce.number().int().min(1).max(1000).default(5),
@@ -57,11 +62,18 @@ export type EnvConfig = Readonly<{
   logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
   databaseUrl: string | undefined;
   redisUrl: string | undefined;
+  /**
+   * Prefixed to every Redis key and the invalidation channel, so several deployments (or test
+   * runs) can share one Redis; every engine of one deployment must use the same prefix.
+   */
+  redisKeyPrefix: string;
   openai: Readonly<{ apiKey: string; baseURL: string | undefined }> | undefined;
   anthropic: Readonly<{ apiKey: string; baseURL: string | undefined }> | undefined;
   twilio: Readonly<{ authToken: string | undefined; accountSid: string | undefined }>;
   publicBaseUrl: string | undefined;
   adminToken: string | undefined;
+  /** Alerts are POSTed here (once per code and company per window); unset = stored and logged only. */
+  alertWebhookUrl: string | undefined;
   /** Where the @statelyai/inspect bridge sends every call's inspection events; unset = off. */
   statelyInspectUrl: string | undefined;
   /** One synthetic turn per company and provider connections before the engine reports ready. */
@@ -84,6 +96,7 @@ export function loadEnv(env: Readonly<Record<string, string | undefined>> = proc
     logLevel: e.LOG_LEVEL,
     databaseUrl: e.DATABASE_URL,
     redisUrl: e.REDIS_URL,
+    redisKeyPrefix: e.REDIS_KEY_PREFIX,
     openai:
       e.OPENAI_API_KEY === undefined ? undefined : { apiKey: e.OPENAI_API_KEY, baseURL: e.OPENAI_BASE_URL },
     anthropic:
@@ -94,6 +107,7 @@ export function loadEnv(env: Readonly<Record<string, string | undefined>> = proc
     publicBaseUrl: e.PUBLIC_BASE_URL,
     adminToken: e.ADMIN_TOKEN,
     statelyInspectUrl: e.STATELY_INSPECT_URL,
+    alertWebhookUrl: e.ALERT_WEBHOOK_URL,
     startupWarmup: { enabled: e.STARTUP_WARMUP === 'on', timeoutMs: e.STARTUP_WARMUP_TIMEOUT_MS },
     llmCircuit: { failureThreshold: e.LLM_CIRCUIT_FAILURES, cooldownMs: e.LLM_CIRCUIT_COOLDOWN_MS },
   });

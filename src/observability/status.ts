@@ -10,7 +10,7 @@ import type { BudgetStore } from '../cost/budgets.ts';
 import { MICROS_PER_USD, dailyWarmupKey, monthlyKey } from '../cost/budgets.ts';
 import type { CircuitSnapshot } from '../providers/llm/circuitBreaker.ts';
 import type { HttpRoute } from '../server/httpServer.ts';
-import { createAdminAuth } from './inspect/adminAuth.ts';
+import { createAdminAuth } from '../server/adminAuth.ts';
 import type { TurnLatencySnapshot, TurnLatencyWindow } from './turnLatencyWindow.ts';
 
 export interface StatusSources {

@@ -22,6 +22,15 @@ export interface LlmClients {
   readonly anthropic?: LlmClient;
 }
 
+/** A request a budget refused: the LLM is blocked and the turn answers with a fallback line. */
+export interface BudgetExceeded {
+  readonly companyId: string;
+  /** Which budget: the monthly Tier 3 budget (warmups included) or the daily warmup budget. */
+  readonly budget: 'tier3-monthly' | 'warmup-daily';
+  readonly purpose: 'tier3' | 'warmup';
+  readonly limitUsd: number;
+}
+
 export interface Tier3Deps {
   readonly clients: LlmClients;
   readonly budgets: BudgetStore;
@@ -29,6 +38,8 @@ export interface Tier3Deps {
   readonly stats: WarmupStats;
   readonly log: Logger;
   readonly now?: () => Date;
+  /** Told of every refusal (alerting; de-duplication is the listener's business). Must not throw. */
+  readonly onBudgetExceeded?: (refusal: BudgetExceeded) => void;
 }
 
 export interface Tier3Request {
@@ -118,27 +129,40 @@ export function createTier3(deps: Tier3Deps) {
 
     const today = now();
     const purpose = input.mode;
-    const reservations: Reservation[] = [];
-    const monthly = await deps.budgets.reserve(
-      monthlyKey(company.id, today),
-      ceilingMicros,
-      toMicros(company.gatekeeper.monthlyBudgetUsd),
-    );
-    if (monthly === null) throw new AppError('ERR_BUDGET_EXCEEDED', 'the monthly Tier 3 budget is spent');
-    reservations.push(monthly);
-    if (purpose === 'warmup') {
-      const daily = await deps.budgets.reserve(
-        dailyWarmupKey(company.id, today),
+    // A warmup holds both budgets. The two reservations are made together: with a shared store that
+    // is one wait on the critical path instead of two; a side that did not fit releases the other.
+    const [monthly, daily] = await Promise.all([
+      deps.budgets.reserve(
+        monthlyKey(company.id, today),
         ceilingMicros,
-        toMicros(company.warmup.dailyBudgetUsd),
+        toMicros(company.gatekeeper.monthlyBudgetUsd),
+      ),
+      purpose === 'warmup'
+        ? deps.budgets.reserve(
+            dailyWarmupKey(company.id, today),
+            ceilingMicros,
+            toMicros(company.warmup.dailyBudgetUsd),
+          )
+        : null,
+    ]);
+    if (monthly === null || (purpose === 'warmup' && daily === null)) {
+      const held = [monthly, daily].filter((r): r is Reservation => r !== null);
+      await Promise.all(held.map((r) => deps.budgets.settle(r, 0)));
+      const monthlySpent = monthly === null;
+      deps.onBudgetExceeded?.({
+        companyId: company.id,
+        budget: monthlySpent ? 'tier3-monthly' : 'warmup-daily',
+        purpose,
+        limitUsd: monthlySpent ? company.gatekeeper.monthlyBudgetUsd : company.warmup.dailyBudgetUsd,
+      });
+      throw new AppError(
+        'ERR_BUDGET_EXCEEDED',
+        monthlySpent ? 'the monthly Tier 3 budget is spent' : 'the daily warmup budget is spent',
       );
-      if (daily === null) {
-        await deps.budgets.settle(monthly, 0);
-        throw new AppError('ERR_BUDGET_EXCEEDED', 'the daily warmup budget is spent');
-      }
-      reservations.push(daily);
-      deps.stats.recordTriggered(company.id, input.situation?.category ?? null, today);
     }
+    const reservations: Reservation[] = daily === null ? [monthly] : [monthly, daily];
+    if (purpose === 'warmup')
+      deps.stats.recordTriggered(company.id, input.situation?.category ?? null, today);
 
     const event = (action: CostAction, fields: Partial<CostEvent> = {}): CostEvent =>
       newCostEvent({
@@ -213,7 +237,9 @@ export function createTier3(deps: Tier3Deps) {
         estimated: result.usage === null,
       }),
     );
-    await settle(usd);
+    // Not awaited: the caller should not wait for a budget write (the reservation already held the
+    // money). The store's settle never rejects; the in-process one is done before this returns.
+    void settle(usd);
     if (result.text.trim() === '')
       throw new AppError('ERR_LLM_BAD_RESPONSE', 'the LLM answered with no text');
     return {

@@ -1,6 +1,7 @@
 /**
- * Who may use the inspector: a request with `Authorization: Bearer <ADMIN_TOKEN>`, or a browser
- * that signed in once with the token and holds the session cookie. The cookie carries an expiry and
+ * Who may use the admin surfaces (the admin API under /api, /status, the inspector): a request with
+ * `Authorization: Bearer <ADMIN_TOKEN>`, or, for the inspector only, a browser that signed in once
+ * with the token and holds the session cookie. The cookie carries an expiry and
  * an HMAC of it keyed by the token, never the token, so it cannot be turned back into the token and
  * rotating the token signs every browser out. Every comparison is constant-time over equal-length
  * digests.
@@ -16,6 +17,8 @@ const COOKIE_PATH = '/inspect';
 export interface AdminAuth {
   /** True for a valid bearer token or session cookie. */
   allows(req: IncomingMessage): boolean;
+  /** True for a valid bearer token only (the admin API: no cookie, so no cross-site request can use it). */
+  allowsBearer(req: IncomingMessage): boolean;
   /** Checks a token typed into the sign-in form. */
   matches(token: string): boolean;
   /** A `Set-Cookie` value that signs the browser in. */
@@ -55,15 +58,16 @@ export function createAdminAuth(token: string, now: () => number = Date.now): Ad
   const attributes = (secure: boolean) =>
     `Path=${COOKIE_PATH}; HttpOnly; SameSite=Strict${secure ? '; Secure' : ''}`;
 
+  const validBearer = (req: IncomingMessage): boolean => {
+    const header = req.headers.authorization;
+    if (typeof header !== 'string') return false;
+    const bearer = /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1];
+    return bearer !== undefined && sameSecret(bearer, token);
+  };
+
   return {
-    allows(req) {
-      const header = req.headers.authorization;
-      if (typeof header === 'string') {
-        const bearer = /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1];
-        if (bearer !== undefined && sameSecret(bearer, token)) return true;
-      }
-      return validCookie(cookieValue(req.headers.cookie, SESSION_COOKIE));
-    },
+    allows: (req) => validBearer(req) || validCookie(cookieValue(req.headers.cookie, SESSION_COOKIE)),
+    allowsBearer: validBearer,
     matches: (given) => sameSecret(given, token),
     sessionCookie(secure) {
       const expires = String(Math.floor((now() + SESSION_MS) / 1000));

@@ -35,6 +35,8 @@ export interface ServerOptions {
   readonly upgrades?: readonly UpgradeRoute[];
   /** Whether the engine takes calls yet (the startup warmup); absent = ready from the start. */
   readonly readiness?: Readiness;
+  /** A call came in for a number no company owns (alerting). */
+  readonly onUnknownNumber?: () => void;
 }
 
 /**
@@ -184,9 +186,10 @@ export function startServer(options: ServerOptions): Promise<RunningServer> {
           res.setHeader('retry-after', '1');
           return send(res, 503, 'busy');
         }
-        const company = engine.companyForNumber(form['To'] ?? '');
+        const company = await engine.companyForNumber(form['To'] ?? '');
         if (company === undefined) {
           log.warn({ code: 'COMPANY_NOT_FOUND' }, 'no company owns the called number');
+          options.onUnknownNumber?.();
           return send(
             res,
             200,
@@ -214,7 +217,7 @@ export function startServer(options: ServerOptions): Promise<RunningServer> {
         } catch {
           handoff = {};
         }
-        const company = engine.companyForNumber(form['To'] ?? '');
+        const company = await engine.companyForNumber(form['To'] ?? '');
         const number = company?.config.fallbackResponses.transferNumber;
         const twiml =
           handoff.reasonCode === 'transfer' && number ? dialTwiml(number) : sayAndHangupTwiml(null);

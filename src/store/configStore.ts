@@ -20,6 +20,10 @@ export interface StoredDocument {
 
 export interface ConfigStore {
   list(kind: ConfigKind): Promise<StoredDocument[]>;
+  /** The current document of one id, or null. */
+  get(kind: ConfigKind, id: string): Promise<StoredDocument | null>;
+  /** The id of the company whose document lists this E.164 number, or null. */
+  companyIdForNumber(e164: string): Promise<string | null>;
   put(docs: readonly StoredDocument[]): Promise<void>;
   /** True when the store has never been written to. */
   isEmpty(): Promise<boolean>;
@@ -35,10 +39,30 @@ export interface Catalog {
 
 const FOLDER: Record<ConfigKind, string> = { company: 'companies', template: 'templates' };
 
+/** True when a stored document lists `e164` among its phone numbers. */
+function listsNumber(raw: unknown, e164: string): boolean {
+  const numbers = (raw as { phoneNumbers?: unknown } | null)?.phoneNumbers;
+  return Array.isArray(numbers) && numbers.includes(e164);
+}
+
 export function createFileConfigStore(dataDir: string): ConfigStore {
   const root = path.resolve(dataDir, 'config');
   const folder = (kind: ConfigKind) => path.join(root, FOLDER[kind]);
-  return {
+  const store: ConfigStore = {
+    async get(kind, id) {
+      // Ids are slugs; anything else cannot name a file of ours (and must not walk the disk).
+      if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(id)) return null;
+      try {
+        const raw = JSON.parse(await readFile(path.join(folder(kind), `${id}.json`), 'utf8')) as unknown;
+        return { kind, id, raw };
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+        throw err;
+      }
+    },
+    async companyIdForNumber(e164) {
+      return (await store.list('company')).find((d) => listsNumber(d.raw, e164))?.id ?? null;
+    },
     async list(kind) {
       let names: string[];
       try {
@@ -72,6 +96,7 @@ export function createFileConfigStore(dataDir: string): ConfigStore {
       }
     },
   };
+  return store;
 }
 
 /**
@@ -163,4 +188,30 @@ export async function seedDemo(store: ConfigStore): Promise<boolean> {
   buildCatalog(docs);
   await store.put(docs.map(({ kind, id, raw }) => ({ kind, id, raw })));
   return true;
+}
+
+/**
+ * Fills an empty store on first use: with the JSON files an earlier version kept under
+ * DATA_DIR/config when `fromFiles` and there are some (once: the store is not empty afterwards),
+ * else with the demo. Resolves to what it did.
+ */
+export async function fillEmptyStore(
+  store: ConfigStore,
+  options: { dataDir: string; fromFiles: boolean },
+): Promise<'files' | 'demo' | null> {
+  if (!(await store.isEmpty())) return null;
+  try {
+    const files = createFileConfigStore(options.dataDir);
+    if (options.fromFiles && !(await files.isEmpty())) {
+      const docs = [...(await files.list('template')), ...(await files.list('company'))];
+      buildCatalog(docs.map((d) => ({ ...d, source: `config/${FOLDER[d.kind]}/${d.id}.json` })));
+      await store.put(docs);
+      return 'files';
+    }
+    return (await seedDemo(store)) ? 'demo' : null;
+  } catch (err) {
+    // Several engines starting on one new database: one fills it, the others collide on its rows.
+    if (await store.isEmpty()) throw err;
+    return null;
+  }
 }

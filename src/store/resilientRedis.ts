@@ -136,9 +136,31 @@ export function createRedisHealth(options: RedisHealthOptions): RedisHealth {
   redis.on('close', onClose);
   redis.on('ready', onReady);
 
+  // A timeout is not always Redis: a command's timer also fires when this process's own event loop
+  // was blocked past it (a company compiling for ~100 ms while a write was in flight), with the
+  // answer already waiting on the socket. So a timeout is confirmed with a PING first; only when
+  // that fails too is it an outage. (Closed connections and refusals need no confirmation.)
+  let confirming: Promise<void> | null = null;
+  function confirmTimeout(why: string): void {
+    if (reason !== null || closed) return;
+    confirming ??= withTimeout(redis.ping(), opTimeoutMs)
+      .then(
+        () => log.debug({ reason: why }, 'redis timeout not confirmed (event loop stall?); still healthy'),
+        () => markDown(why),
+      )
+      .finally(() => {
+        confirming = null;
+      });
+  }
+
   function report(err: unknown): void {
-    if (isRedisOutage(err)) markDown((err as Error).message ?? String(err));
-    else log.error({ err: { message: (err as Error).message } }, 'redis operation failed');
+    if (!isRedisOutage(err)) {
+      log.error({ err: { message: (err as Error).message } }, 'redis operation failed');
+      return;
+    }
+    const why = (err as Error).message ?? String(err);
+    if (err instanceof OpTimeoutError || /timed out/i.test(why)) confirmTimeout(why);
+    else markDown(why);
   }
 
   return {

@@ -14,8 +14,9 @@ export const MIN_SAMPLES_CATEGORY = 10;
 export const HIT_RATE_WINDOW_DAYS = 7;
 
 export interface WarmupGateDeps {
-  readonly budgets: BudgetStore;
-  readonly stats: WarmupStats;
+  /** Only read (spent); gateReads.ts puts a memory layer in front of remote stores. */
+  readonly budgets: Pick<BudgetStore, 'spent'>;
+  readonly stats: Pick<WarmupStats, 'hitRate'>;
   readonly now?: () => Date;
 }
 
@@ -38,18 +39,24 @@ export function createWarmupGate(deps: WarmupGateDeps) {
       return { warm: false, reason: 'tier1-confidence-above-threshold' };
     }
     const today = now();
-    const spent = await deps.budgets.spent(dailyWarmupKey(q.company.id, today));
+    // The three reads are independent: issued together they cost one round trip to a shared store
+    // instead of three in a row (this is on the turn's critical path).
+    const learn = w.enablePatternLearning && !always;
+    const [spent, overall, mine] = await Promise.all([
+      deps.budgets.spent(dailyWarmupKey(q.company.id, today)),
+      deps.stats.hitRate(q.company.id, HIT_RATE_WINDOW_DAYS, today),
+      learn ? deps.stats.hitRate(q.company.id, HIT_RATE_WINDOW_DAYS, today, q.category) : null,
+    ]);
     if (spent >= toMicros(w.dailyBudgetUsd)) return { warm: false, reason: 'daily-budget-exhausted' };
-
-    const overall = await deps.stats.hitRate(q.company.id, HIT_RATE_WINDOW_DAYS, today);
     if (overall.triggered >= MIN_SAMPLES_COMPANY && overall.used / overall.triggered < w.minimumHitRate) {
       return { warm: false, reason: 'auto-disabled-low-hit-rate' };
     }
-    if (w.enablePatternLearning && !always) {
-      const mine = await deps.stats.hitRate(q.company.id, HIT_RATE_WINDOW_DAYS, today, q.category);
-      if (mine.triggered >= MIN_SAMPLES_CATEGORY && mine.used / mine.triggered < w.minimumHitRate) {
-        return { warm: false, reason: 'category-low-hit-rate' };
-      }
+    if (
+      mine !== null &&
+      mine.triggered >= MIN_SAMPLES_CATEGORY &&
+      mine.used / mine.triggered < w.minimumHitRate
+    ) {
+      return { warm: false, reason: 'category-low-hit-rate' };
     }
     return { warm: true, reason: always ? 'always-warmup-category' : 'tier1-confidence-below-threshold' };
   };

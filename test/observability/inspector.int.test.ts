@@ -7,7 +7,7 @@ import { toObserver } from 'xstate';
 import type { AnyActorRef, InspectionEvent, Observer } from 'xstate';
 import { callMachine } from '../../machines/callMachine.ts';
 import { TestCall } from '../../src/cli/call.ts';
-import { createAdminAuth, SESSION_COOKIE, SESSION_MS } from '../../src/observability/inspect/adminAuth.ts';
+import { createAdminAuth, SESSION_COOKIE, SESSION_MS } from '../../src/server/adminAuth.ts';
 import { allStates, describeMachine } from '../../src/observability/inspect/statechart.ts';
 import type { MachineDescription } from '../../src/observability/inspect/statechart.ts';
 import { startTestApp } from '../support/testApp.ts';

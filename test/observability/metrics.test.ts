@@ -72,8 +72,9 @@ function setUp(inOrder = false) {
 describe('metrics', () => {
   test('a turn lands in its stage histograms, latency by tier and first/later, and the counters', async () => {
     const { metrics } = setUp();
-    metrics.observeTurn({ companyId: 'c', record: record(), latencyMs: 152, engineMs: 2 });
+    metrics.observeTurn({ callId: 'call-1', companyId: 'c', record: record(), latencyMs: 152, engineMs: 2 });
     metrics.observeTurn({
+      callId: 'call-2',
       companyId: 'c',
       record: record(
         {
@@ -167,7 +168,7 @@ describe('metrics', () => {
   test('each app owns its registry: two side by side do not collide or share counts', async () => {
     const a = createMetrics();
     const b = createMetrics();
-    a.observeTurn({ companyId: 'c', record: record(), latencyMs: 10, engineMs: 1 });
+    a.observeTurn({ callId: 'call-1', companyId: 'c', record: record(), latencyMs: 10, engineMs: 1 });
 
     const [textA, textB] = await Promise.all([a.render(), b.render()]);
     expect(sample(textA, 'switchboard_turns_total{tier="1"}')).toBe(1);

@@ -21,6 +21,17 @@ export const BACKEND: 'postgres' | 'pglite' = TEST_DATABASE_URL === undefined ? 
 
 export const silentLog = pino({ level: 'silent' });
 
+/**
+ * DATABASE_URL with every connection's search_path set to `schema`: how a child process (the
+ * company command, a second engine) is pointed at a test's own schema.
+ */
+export function urlWithSchema(schema: string, url = TEST_DATABASE_URL): string {
+  if (url === undefined) throw new Error('DATABASE_URL is not set');
+  const u = new URL(url);
+  u.searchParams.set('options', `-c search_path=${schema}`);
+  return u.toString();
+}
+
 export interface TestDb {
   readonly db: Db;
   /** The schema of this test database (PostgreSQL only). */

@@ -164,6 +164,34 @@ describe.skipIf(redisUrl === undefined)(
       }
     }
 
+    test('a timeout caused by this process stalling, not by Redis, is not an outage', async () => {
+      const events: string[] = [];
+      const s = await createRedisServices({
+        redisUrl: redisUrl!,
+        keyPrefix: prefix,
+        commandTimeoutMs: COMMAND_TIMEOUT_MS,
+        onDegraded: (reason) => events.push(reason),
+      });
+      try {
+        const pending = s.health!.run(
+          () => s.redis!.get(`${prefix}stall`).then(() => 'redis'),
+          () => 'fallback',
+        );
+        // The event loop blocked past the command timeout (a company compiling): the answer is on
+        // the socket, but the timer fires first.
+        const until = performance.now() + COMMAND_TIMEOUT_MS * 3;
+        while (performance.now() < until) {
+          // busy
+        }
+        expect(await pending).toBe('fallback');
+        await sleep(COMMAND_TIMEOUT_MS * 3);
+        expect(events).toEqual([]);
+        expect(s.health?.degraded).toBe(false);
+      } finally {
+        await s.close();
+      }
+    });
+
     test(
       'severed mid-use: local budgets, no errors, one alert; restored: recovery and catch-up',
       { timeout: 20_000 },

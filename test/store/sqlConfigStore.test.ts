@@ -53,4 +53,18 @@ describe('SQL config store', () => {
     ).rejects.toMatchObject({ code: 'ERR_DB_REJECTED' });
     expect((await store.list('template')).map((d) => d.id)).not.toContain('tpl-y');
   });
+
+  it('reads one document, and finds a company by a number its current version lists', async () => {
+    const store = createSqlConfigStore(t.db);
+    const v1 = { id: 'num-co', phoneNumbers: ['+15550111111'], gatekeeper: {} };
+    const v2 = { ...v1, phoneNumbers: ['+15550122222'] };
+    await store.put([{ kind: 'company', id: 'num-co', raw: v1 }]);
+    expect(await store.companyIdForNumber('+15550111111')).toBe('num-co');
+    await store.put([{ kind: 'company', id: 'num-co', raw: v2 }]);
+    expect(await store.get('company', 'num-co')).toEqual({ kind: 'company', id: 'num-co', raw: v2 });
+    expect(await store.get('company', 'nobody')).toBeNull();
+    // The number moved with the new version: the old one belongs to nobody now.
+    expect(await store.companyIdForNumber('+15550111111')).toBeNull();
+    expect(await store.companyIdForNumber('+15550122222')).toBe('num-co');
+  });
 });

@@ -1,6 +1,7 @@
 /**
  * Starts the real app on port 0 with a temporary data folder holding the given documents, a silent
- * logger, short playback estimates so conversations run fast, and no startup warmup unless asked.
+ * logger, short playback estimates so conversations run fast, no startup warmup and no database
+ * unless asked.
  */
 import { mkdtemp, rm, writeFile, mkdir, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -64,6 +65,9 @@ export async function startTestApp(
     relay: { playbackMsPerChar: 0.5 },
     // Off unless a test asks: its provider requests would shift the fakes' request logs.
     startupWarmup: false,
+    // No database unless a test asks: JSON files for configuration, the ledger in memory (PGlite
+    // would add seconds to every start). test/server/persistence*.test.ts run the stores.
+    db: null,
     ...options.app,
   });
   return {

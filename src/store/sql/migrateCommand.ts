@@ -3,7 +3,7 @@
  * exits: for deployments that migrate before starting the engines. The engine also migrates at
  * start, so this is optional.
  *
- *   node src/store/sql/migrateCommand.ts
+ *   npm run migrate        (node src/store/sql/migrateCommand.ts)
  */
 import { isMain } from '../../cli/args.ts';
 import type { EnvConfig } from '../../config/env.ts';
@@ -18,7 +18,13 @@ export async function runMigrations(
   env: Pick<EnvConfig, 'databaseUrl' | 'dataDir'>,
   log: Logger,
 ): Promise<number[]> {
-  const db = await openDb({ databaseUrl: env.databaseUrl, dataDir: env.dataDir, log, migrate: false });
+  const db = await openDb({
+    databaseUrl: env.databaseUrl,
+    dataDir: env.dataDir,
+    log,
+    migrate: false,
+    holder: 'command',
+  });
   try {
     return await migrate(db, { log });
   } finally {
@@ -27,9 +33,15 @@ export async function runMigrations(
 }
 
 if (isMain(import.meta.url)) {
-  const env = loadEnv();
-  const applied = await runMigrations(env, createLogger(env.logLevel));
-  process.stdout.write(
-    applied.length === 0 ? 'database schema is up to date\n' : `applied migrations ${applied.join(', ')}\n`,
-  );
+  try {
+    const env = loadEnv();
+    const applied = await runMigrations(env, createLogger(env.logLevel));
+    process.stdout.write(
+      applied.length === 0 ? 'database schema is up to date\n' : `applied migrations ${applied.join(', ')}\n`,
+    );
+  } catch (err) {
+    // ERR_DB_LOCKED (an engine holds the embedded database) and the like: one line, no stack.
+    process.stderr.write(`migrate: ${(err as Error).message}\n`);
+    process.exitCode = 1;
+  }
 }

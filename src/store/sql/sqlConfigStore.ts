@@ -36,6 +36,23 @@ export function createSqlConfigStore(db: Db): SqlConfigStore {
       );
       return rows.map((r) => ({ kind, id: r.id, raw: r.document }));
     },
+    async get(kind, id) {
+      const rows = await db.query<{ document: unknown }>(
+        `SELECT document FROM ${TABLE[kind]} WHERE id = $1 ORDER BY version DESC LIMIT 1`,
+        [id],
+      );
+      return rows[0] === undefined ? null : { kind, id, raw: rows[0].document };
+    },
+    async companyIdForNumber(e164) {
+      // Current versions only: a number moved to another company belongs to its new owner.
+      const rows = await db.query<{ id: string }>(
+        `SELECT id FROM (SELECT DISTINCT ON (id) id, document FROM companies ORDER BY id, version DESC) c
+          WHERE c.document -> 'phoneNumbers' @> to_jsonb($1::text)
+          ORDER BY id LIMIT 1`,
+        [e164],
+      );
+      return rows[0]?.id ?? null;
+    },
     async put(docs: readonly StoredDocument[]) {
       // All or nothing, like an import of several files should be.
       await db.transaction(async (tx) => {
