@@ -12,7 +12,7 @@ import { reconcileBudgets, seedBudgets, spendFromLedger } from '../../src/cost/b
 import { newCostEvent } from '../../src/cost/costEvent.ts';
 import type { CostEvent } from '../../src/cost/costEvent.ts';
 import { createRedisBudgetStore } from '../../src/cost/redisBudgets.ts';
-import { closeRedis, createRedisClient } from '../../src/store/redisClient.ts';
+import { closeRedis, createRedisClient, waitForRedis } from '../../src/store/redisClient.ts';
 import { insertCostEvents } from '../../src/store/sql/insertCostEvents.ts';
 import { BACKEND, openTestDb } from '../store/dbForTest.ts';
 import type { TestDb } from '../store/dbForTest.ts';
@@ -51,7 +51,11 @@ beforeAll(async () => {
     event({ purpose: 'tier3', action: 'completed', costUsd: 9, at: '2026-10-31T23:59:59.999Z' }),
     event({ purpose: 'tier3', action: 'completed', costUsd: 2, companyId: 'other' }),
   ]);
-  if (redisUrl !== undefined) redis = createRedisClient(redisUrl, { commandTimeoutMs: 2000 });
+  if (redisUrl !== undefined) {
+    redis = createRedisClient(redisUrl, { commandTimeoutMs: 2000 });
+    // Commands fail fast while disconnected (no offline queue): wait for the connection first.
+    if (!(await waitForRedis(redis, 5000))) throw new Error('Redis did not become ready');
+  }
 });
 
 afterAll(async () => {
