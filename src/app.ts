@@ -359,6 +359,12 @@ export async function startApp(env: EnvConfig, options: AppOptions = {}): Promis
         turnAlerts.observe(turn);
         options.onTurn?.(turn);
       },
+      onRoutingError: (failure) =>
+        alerts.raise('ROUTING_ERROR', {
+          companyId: failure.companyId,
+          message: 'A tier matcher failed; the turn went on to the next tier',
+          details: { tier: failure.tier, code: failure.code },
+        }),
       onBudgetExceeded: (refusal) => {
         // The daily warmup cap is routine (the turn just runs without a head start); the monthly
         // budget blocks the LLM for the company.

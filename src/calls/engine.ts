@@ -75,6 +75,8 @@ export interface EngineDeps {
   readonly onTurn?: (turn: TurnObservation) => void;
   /** A Tier 3 or warmup request was refused by a budget (alerting). */
   readonly onBudgetExceeded?: (refusal: BudgetExceeded) => void;
+  /** A tier's matcher failed (the turn goes on to the next tier); for the ROUTING_ERROR alert. */
+  readonly onRoutingError?: (failure: { companyId: string; tier: 1 | 2; code: string }) => void;
   /** The warmup gate's reads, when they should not go to `budgets` and `stats` directly (gateReads.ts). */
   readonly gateReads?: GateReads;
 }
@@ -406,6 +408,12 @@ export class Engine {
     return c;
   }
 
+  #routingFailed(companyId: string, tier: 1 | 2, err: unknown): void {
+    const code = err instanceof AppError ? err.code : 'ERR_ROUTING';
+    this.#deps.log.warn({ companyId, tier, code }, 'tier matcher failed; the turn goes on');
+    this.#deps.onRoutingError?.({ companyId, tier, code });
+  }
+
   /** Every I/O implementation, provided once; per-call state is looked up by callId. */
   #provideMachine(): CallMachine {
     const deps = this.#deps;
@@ -429,12 +437,22 @@ export class Engine {
         detect: fromPromise<Situation, DetectInput>(({ input, signal }) =>
           this.#runtime(input).understanding.detect(input, signal),
         ),
-        tier1: fromPromise<TierResult, TurnInput>(({ input }) =>
-          Promise.resolve(this.#runtime(input).router.tier1(input.utterance)),
-        ),
-        tier2: fromPromise<TierResult, Tier2Input>(({ input, signal }) =>
-          this.#runtime(input).router.tier2(input.utterance, input.situation, signal),
-        ),
+        tier1: fromPromise<TierResult, TurnInput>(({ input }) => {
+          try {
+            return Promise.resolve(this.#runtime(input).router.tier1(input.utterance));
+          } catch (err) {
+            this.#routingFailed(input.companyId, 1, err);
+            return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+          }
+        }),
+        tier2: fromPromise<TierResult, Tier2Input>(async ({ input, signal }) => {
+          try {
+            return await this.#runtime(input).router.tier2(input.utterance, input.situation, signal);
+          } catch (err) {
+            if (!signal.aborted) this.#routingFailed(input.companyId, 2, err);
+            throw err;
+          }
+        }),
         warmupGate: fromPromise<WarmupDecision, WarmupGateInput>(async ({ input }) => {
           const started = performance.now();
           const decision = await gate({

@@ -6,6 +6,10 @@ import { networkInterfaces } from 'node:os';
 import { afterEach, describe, expect, test } from 'vitest';
 import WebSocket from 'ws';
 import { TestCall } from '../../src/cli/call.ts';
+import { AppError } from '../../src/errors.ts';
+import type { Embedder } from '../../src/providers/embeddings/embedder.ts';
+import { createLocalEmbedder } from '../../src/routing/localEmbedder.ts';
+import { recordingAlerts } from '../support/storeApp.ts';
 import { twilioSignature } from '../../src/twilio/signature.ts';
 import { startTestApp } from '../support/testApp.ts';
 import type { TestApp } from '../support/testApp.ts';
@@ -227,5 +231,33 @@ describe('bad input on the socket', () => {
     await call.say('Do you have a warranty on repairs?');
     await call.close();
     await expect.poll(() => app!.engine.liveCalls).toBe(0);
+  });
+});
+
+describe('a failing tier', () => {
+  test('an embeddings failure during a turn raises ROUTING_ERROR and the caller still gets an answer', async () => {
+    const local = createLocalEmbedder();
+    let failing = false;
+    const embedder: Embedder = {
+      id: local.id,
+      dimensions: local.dimensions,
+      embed: (texts, signal) =>
+        failing ? Promise.reject(new AppError('ERR_EMBEDDINGS_FAILED', 'down')) : local.embed(texts, signal),
+    };
+    const alerts = recordingAlerts();
+    app = await startTestApp({ app: { embedder, alerts } });
+    failing = true;
+    const call = new TestCall({ url: app.server.url, to: DEMO, from: '+15555550123' });
+    await call.connect();
+    const turn = await call.say('Quintessential zebra marmalade');
+    expect(turn.tier).toBe('fallback');
+    expect(alerts.raised).toContainEqual(
+      expect.objectContaining({
+        code: 'ROUTING_ERROR',
+        companyId: 'riverside-plumbing',
+        details: { tier: 2, code: 'ERR_EMBEDDINGS_FAILED' },
+      }),
+    );
+    await call.close();
   });
 });
