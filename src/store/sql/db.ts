@@ -111,3 +111,29 @@ export function dbErrorForLog(err: unknown): { code: string; sqlState?: string }
   const e = toDbError(err);
   return e.sqlState === undefined ? { code: e.code } : { code: e.code, sqlState: e.sqlState };
 }
+
+/**
+ * A Queryable over a driver's own query and multi-statement calls, with every driver error
+ * translated into a DbError (both drivers' clients and transactions go through here).
+ */
+export function translatedQueryable(
+  run: (sql: string, params: unknown[]) => Promise<{ rows: unknown[] }>,
+  execute: (sql: string) => Promise<unknown>,
+): Queryable {
+  return {
+    async query<T extends object>(sql: string, params: readonly unknown[] = []): Promise<T[]> {
+      try {
+        return (await run(sql, [...params])).rows as T[];
+      } catch (err) {
+        throw toDbError(err);
+      }
+    },
+    async exec(sql: string): Promise<void> {
+      try {
+        await execute(sql);
+      } catch (err) {
+        throw toDbError(err);
+      }
+    },
+  };
+}

@@ -7,7 +7,7 @@ import type { PoolClient } from 'pg';
 import { AppError } from '../../errors.ts';
 import type { Logger } from '../../observability/logger.ts';
 import type { Db, Queryable } from './db.ts';
-import { dbErrorForLog, toDbError } from './db.ts';
+import { dbErrorForLog, toDbError, translatedQueryable } from './db.ts';
 
 /** Connection settings for createPgDb. */
 export interface PgDbOptions {
@@ -51,24 +51,12 @@ export function createPgDb(options: PgDbOptions): Db {
   // listener the pool would rethrow it and take the process down. The pool drops the client itself.
   pool.on('error', (err) => options.log.warn({ err: dbErrorForLog(err) }, 'idle database connection lost'));
 
-  const on = (client: pg.Pool | PoolClient): Queryable => ({
-    async query<T extends object>(sql: string, params: readonly unknown[] = []): Promise<T[]> {
-      try {
-        const result = await client.query<T>(sql, params as unknown[]);
-        return result.rows;
-      } catch (err) {
-        throw toDbError(err);
-      }
-    },
-    async exec(sql: string): Promise<void> {
-      try {
-        // Without parameters pg uses the simple protocol, which accepts several statements.
-        await client.query(sql);
-      } catch (err) {
-        throw toDbError(err);
-      }
-    },
-  });
+  const on = (client: pg.Pool | PoolClient): Queryable =>
+    translatedQueryable(
+      (sql, params) => client.query(sql, params),
+      // Without parameters pg uses the simple protocol, which accepts several statements.
+      (sql) => client.query(sql),
+    );
 
   const direct = on(pool);
   return {

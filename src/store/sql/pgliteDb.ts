@@ -8,7 +8,7 @@ import { mkdir } from 'node:fs/promises';
 import { PGlite } from '@electric-sql/pglite';
 import type { Transaction } from '@electric-sql/pglite';
 import type { Db, Queryable } from './db.ts';
-import { toDbError } from './db.ts';
+import { toDbError, translatedQueryable } from './db.ts';
 
 /** Where PGlite keeps its data. */
 export interface PgliteDbOptions {
@@ -26,23 +26,11 @@ export async function createPgliteDb(options: PgliteDbOptions = {}): Promise<Db>
     throw toDbError(err);
   }
 
-  const on = (client: PGlite | Transaction): Queryable => ({
-    async query<T extends object>(sql: string, params: readonly unknown[] = []): Promise<T[]> {
-      try {
-        const result = await client.query<T>(sql, params as unknown[]);
-        return result.rows;
-      } catch (err) {
-        throw toDbError(err);
-      }
-    },
-    async exec(sql: string): Promise<void> {
-      try {
-        await client.exec(sql);
-      } catch (err) {
-        throw toDbError(err);
-      }
-    },
-  });
+  const on = (client: PGlite | Transaction): Queryable =>
+    translatedQueryable(
+      (sql, params) => client.query(sql, params),
+      (sql) => client.exec(sql),
+    );
 
   const direct = on(pglite);
   return {
