@@ -48,6 +48,8 @@ export interface CallPolicy {
   readonly closingLine: string;
   readonly emergencyLine: string;
   readonly transferLine: string;
+  /** Keypad digits that act without words: `transfer` asks for a person, `hangup` ends the call. */
+  readonly dtmfActions: Readonly<Record<string, 'transfer' | 'hangup'>>;
 }
 
 export interface CallInput {
@@ -61,6 +63,8 @@ export type CallEvent =
   | { type: 'twilio.start'; callSid: string }
   | { type: 'twilio.stop' }
   | { type: 'caller.speechStarted' }
+  | { type: 'caller.speechStopped' }
+  | { type: 'caller.transcriptPartial'; text: string }
   | { type: 'caller.transcriptFinal'; text: string }
   | { type: 'caller.dtmf'; digit: string }
   | { type: 'playback.done' };
@@ -76,6 +80,8 @@ export type CallEmitted =
       category: string | null;
     }
   | { type: 'reply.interrupted'; turn: number }
+  /** The warmup's answer became the turn's reply: its text may be spoken as it streams. */
+  | { type: 'llm.committed'; turn: number }
   | { type: 'call.transfer'; reason: string }
   | { type: 'call.hangup'; reason: string }
   | { type: 'call.ended'; reason: string }
@@ -87,6 +93,8 @@ export interface Reply {
   readonly text: string;
   readonly then: ReplyThen;
   readonly interruptible: boolean;
+  /** Written by the LLM for this turn (not a fixed line whose audio can be cached). */
+  readonly generated?: true;
 }
 
 interface TurnWork {
@@ -162,6 +170,8 @@ export interface SpeakerInput {
   readonly turn: number;
   readonly text: string;
   readonly interruptible: boolean;
+  /** A fixed line (greeting, tier answer, fallback, …) rather than LLM text. */
+  readonly cacheable: boolean;
 }
 
 const HISTORY_LIMIT = 12;
@@ -342,7 +352,11 @@ export const callMachine = setup({
     replyThenHangup: ({ context }) => context.reply?.then === 'hangup',
     replyInterruptible: ({ context }) => context.reply?.interruptible !== false,
     asksForPerson: ({ context, event }) =>
-      event.type === 'caller.dtmf' && event.digit === '0' && context.policy.canTransfer,
+      event.type === 'caller.dtmf' &&
+      context.policy.dtmfActions[event.digit] === 'transfer' &&
+      context.policy.canTransfer,
+    asksToHangUp: ({ context, event }) =>
+      event.type === 'caller.dtmf' && context.policy.dtmfActions[event.digit] === 'hangup',
   },
   actions: {
     /** Tier 1 or 2 answers; a warmup still running is thereby cancelled (leaving `warm` stops it). */
@@ -453,11 +467,10 @@ export const callMachine = setup({
       on: {
         'playback.done': 'conversation',
         'caller.speechStarted': 'conversation',
-        'caller.dtmf': {
-          guard: 'asksForPerson',
-          target: 'conversation.speaking',
-          actions: 'prepareTransfer',
-        },
+        'caller.dtmf': [
+          { guard: 'asksForPerson', target: 'conversation.speaking', actions: 'prepareTransfer' },
+          { guard: 'asksToHangUp', target: 'closing', actions: assign({ endReason: 'dtmf-hangup' }) },
+        ],
         'caller.transcriptFinal': { target: 'conversation.thinking', actions: 'beginTurn' },
       },
     },
@@ -472,7 +485,10 @@ export const callMachine = setup({
         ],
       },
       on: {
-        'caller.dtmf': { guard: 'asksForPerson', target: '.speaking', actions: 'prepareTransfer' },
+        'caller.dtmf': [
+          { guard: 'asksForPerson', target: '.speaking', actions: 'prepareTransfer' },
+          { guard: 'asksToHangUp', target: '#call.closing', actions: assign({ endReason: 'dtmf-hangup' }) },
+        ],
       },
       states: {
         listening: {
@@ -763,6 +779,7 @@ export const callMachine = setup({
                     },
                     // Tier 3 adopts the warmup: exactly one LLM request for this turn.
                     adoptingWarmup: {
+                      entry: emit(({ context }) => ({ type: 'llm.committed' as const, turn: context.turn })),
                       always: [
                         {
                           guard: 'warmupAnswered',
@@ -776,6 +793,7 @@ export const callMachine = setup({
                                   text: answer.text,
                                   then: 'listen',
                                   interruptible: true,
+                                  generated: true,
                                 } satisfies Reply,
                                 work: withTimings(
                                   { ...context.work, tier3: answer, answeredBy: 3, warmupOutcome: 'used' },
@@ -851,6 +869,7 @@ export const callMachine = setup({
                               text: event.output.text,
                               then: 'listen',
                               interruptible: true,
+                              generated: true,
                             } satisfies Reply,
                             work: withTimings(
                               { ...context.work, tier3: event.output, answeredBy: 3 },
@@ -985,6 +1004,7 @@ function speakerInput(context: CallContext): SpeakerInput {
     turn: context.turn,
     text: context.reply?.text ?? '',
     interruptible: context.reply?.interruptible ?? true,
+    cacheable: context.reply?.generated !== true,
   };
 }
 

@@ -10,6 +10,9 @@
 import path from 'node:path';
 import type { TurnObservation } from './calls/callSession.ts';
 import { Engine } from './calls/engine.ts';
+import type { CompanyRuntime } from './calls/engine.ts';
+import { cannedLines, createMediaServices } from './speech/mediaServices.ts';
+import type { MediaSocketOptions } from './twilio/mediaConnection.ts';
 import { StartupWarmup } from './calls/startupWarmup.ts';
 import type { EnvConfig } from './config/env.ts';
 import type { BudgetStore } from './cost/budgets.ts';
@@ -98,6 +101,8 @@ export interface AppOptions {
   readonly onTurn?: (turn: TurnObservation) => void;
   /** Overrides STARTUP_WARMUP: run the startup warmup before reporting ready (true) or not. */
   readonly startupWarmup?: boolean;
+  /** Media Streams socket settings (tests shorten the start timeout and heartbeat). */
+  readonly media?: Omit<MediaSocketOptions, 'trace'>;
   /** Called once the server listens, before the startup warmup runs (the engine is not ready yet). */
   readonly onListening?: (server: RunningServer) => void;
 }
@@ -339,6 +344,14 @@ export async function startApp(env: EnvConfig, options: AppOptions = {}): Promis
       },
     });
     const circuits = circuitsOf(clients);
+    // Media Streams (our own STT and TTS) when both are configured; ConversationRelay otherwise.
+    const media = createMediaServices(env, {
+      ledger,
+      log,
+      redis: services.redis,
+      keyPrefix: env.redisKeyPrefix,
+      health: services.health,
+    });
     const engine = await Engine.create({
       config,
       log,
@@ -359,6 +372,18 @@ export async function startApp(env: EnvConfig, options: AppOptions = {}): Promis
         turnAlerts.observe(turn);
         options.onTurn?.(turn);
       },
+      onHeard: (heard) => recorder?.recordHeard(heard),
+      // Fixed lines' audio is synthesized ahead of calls, each time a company is (re)compiled; the
+      // cache keeps what did not change, so only new or edited lines cost a synthesis.
+      ...(media === undefined
+        ? {}
+        : {
+            onCompiled: (runtime: CompanyRuntime) =>
+              void media.speech.prefill(cannedLines(runtime), {
+                voice: runtime.config.voice.ttsVoice,
+                billing: { companyId: runtime.config.id, callId: null, callSid: null, turn: null },
+              }),
+          }),
       onRoutingError: (failure) =>
         alerts.raise('ROUTING_ERROR', {
           companyId: failure.companyId,
@@ -449,6 +474,16 @@ export async function startApp(env: EnvConfig, options: AppOptions = {}): Promis
       engine,
       log,
       ...(options.relay ? { relay: options.relay } : {}),
+      ...(media === undefined
+        ? {}
+        : {
+            media: {
+              services: media,
+              ledger,
+              observe: metrics.mediaObserver(),
+              ...(options.media ? { options: options.media } : {}),
+            },
+          }),
       shedDelayMs: options.shedDelayMs ?? DEFAULT_SHED_DELAY_MS,
       onUnknownNumber: () =>
         alerts.raise('COMPANY_NOT_FOUND', {
@@ -495,6 +530,7 @@ export async function startApp(env: EnvConfig, options: AppOptions = {}): Promis
         embedder: embedderFor('').id,
         database: db?.kind ?? 'none',
         redis: services.mode,
+        transport: media === undefined ? 'relay' : 'media',
         startupWarmupMs: warmup.report().durationMs,
       },
       'switchboard ready',

@@ -13,7 +13,7 @@ import type { CostEvent, CostSink } from '../cost/costEvent.ts';
 import { newCostEvent } from '../cost/costEvent.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { WarmupStats } from '../warmup/warmupStats.ts';
-import type { CallTransport } from './callTransport.ts';
+import type { CallTransport, HeardReport } from './callTransport.ts';
 
 /** One answered turn, as the engine's onTurn hook reports it (bench, metrics, /status). */
 export interface TurnObservation {
@@ -37,6 +37,8 @@ export interface CallSessionDeps {
   readonly log: Logger;
   readonly onEnded: (session: CallSession) => void;
   readonly onTurn?: (turn: TurnObservation) => void;
+  /** What the caller heard of a reply (transports that know it: Media Streams). */
+  readonly onHeard?: (heard: HeardReport & { readonly callId: string; readonly companyId: string }) => void;
 }
 
 export class CallSession {
@@ -59,6 +61,10 @@ export class CallSession {
   readonly #inflight = new Map<number, Set<Promise<unknown>>>();
   #turnStartedAt = 0;
   #ended = false;
+  /** Turns whose warmup answer became the reply (its text may be spoken as it streams). */
+  readonly #committed = new Set<number>();
+  /** Warmup text that streamed in before the warmup was adopted, by turn. */
+  readonly #pendingDrafts = new Map<number, string>();
 
   constructor(deps: CallSessionDeps) {
     this.#deps = deps;
@@ -91,9 +97,40 @@ export class CallSession {
     this.#actor.start();
   }
 
+  /** Whether the transport speaks LLM answers as they stream (then Tier 3 reports its text as it grows). */
+  get streamsReplies(): boolean {
+    return this.transport.draft !== undefined;
+  }
+
+  /**
+   * LLM text for `turn` as it streams. A Tier 3 answer is the turn's reply from its first token; a
+   * warmup's only once the machine adopts it (`llm.committed`), so until then it is held back.
+   */
+  draft(turn: number, mode: 'tier3' | 'warmup', textSoFar: string): void {
+    if (this.#ended || turn !== this.#actor.getSnapshot().context.turn) return;
+    const text = textSoFar.trimStart();
+    if (mode === 'warmup' && !this.#committed.has(turn)) {
+      this.#pendingDrafts.set(turn, text);
+      return;
+    }
+    if (text !== '') this.transport.draft?.(turn, text);
+  }
+
+  /** The transport's account of what the caller heard of a reply. */
+  noteHeard(report: HeardReport): void {
+    this.#deps.onHeard?.({ ...report, callId: this.id, companyId: this.companyId });
+  }
+
   /** Feeds a domain event to the actor. */
   send(event: CallEvent): void {
     if (this.#ended) return;
+    if (event.type === 'caller.dtmf') {
+      // A key the company maps to words acts as if the caller had said them.
+      const action = this.company.dtmf[event.digit];
+      if (action !== undefined && typeof action !== 'string') {
+        event = { type: 'caller.transcriptFinal', text: action.say };
+      }
+    }
     if (event.type === 'twilio.start') {
       this.callSid = event.callSid;
       this.log.info({ callSid: event.callSid }, 'call started');
@@ -155,7 +192,16 @@ export class CallSession {
       }
       case 'reply.interrupted':
         this.log.debug({ turn: event.turn }, 'caller barged in');
+        this.#forgetDraft(event.turn);
+        this.transport.abandonDraft?.(event.turn);
         break;
+      case 'llm.committed': {
+        this.#committed.add(event.turn);
+        const pending = this.#pendingDrafts.get(event.turn);
+        this.#pendingDrafts.delete(event.turn);
+        if (pending !== undefined && pending !== '') this.transport.draft?.(event.turn, pending);
+        break;
+      }
       case 'call.transfer':
         this.log.info({ reason: event.reason }, 'transferring call');
         this.transport.transfer(this.company.fallbackResponses.transferNumber, event.reason);
@@ -175,7 +221,13 @@ export class CallSession {
     }
   }
 
+  #forgetDraft(turn: number): void {
+    this.#committed.delete(turn);
+    this.#pendingDrafts.delete(turn);
+  }
+
   async #completeTurn(record: TurnRecord): Promise<void> {
+    this.#forgetDraft(record.turn);
     const latencyMs = performance.now() - this.#turnStartedAt;
     const engineMs = Math.max(0, latencyMs - record.timings.providerMs);
     this.#deps.onTurn?.({ callId: this.id, companyId: this.companyId, record, latencyMs, engineMs });

@@ -50,7 +50,7 @@ import type { GateReads } from '../warmup/gateReads.ts';
 import { createWarmupGate } from '../warmup/warmupGate.ts';
 import type { WarmupStats } from '../warmup/warmupStats.ts';
 import { CallSession } from './callSession.ts';
-import type { TurnObservation } from './callSession.ts';
+import type { CallSessionDeps, TurnObservation } from './callSession.ts';
 import type { CallTransport } from './callTransport.ts';
 
 export interface SessionListener {
@@ -79,6 +79,10 @@ export interface EngineDeps {
   readonly onRoutingError?: (failure: { companyId: string; tier: 1 | 2; code: string }) => void;
   /** The warmup gate's reads, when they should not go to `budgets` and `stats` directly (gateReads.ts). */
   readonly gateReads?: GateReads;
+  /** A company was compiled (at start or after a change): e.g. synthesize its fixed lines' audio. */
+  readonly onCompiled?: (runtime: CompanyRuntime) => void;
+  /** What the caller heard of a reply (Media Streams calls). */
+  readonly onHeard?: CallSessionDeps['onHeard'];
 }
 
 /** A company ready to take calls: its config, templates, compiled router and call policy. */
@@ -143,6 +147,11 @@ export function policyFor(
     closingLine: conv.closingLine,
     emergencyLine: conv.emergencyLine,
     transferLine: 'Of course. Let me transfer you to a member of our team now.',
+    dtmfActions: Object.fromEntries(
+      Object.entries(company.dtmf).flatMap(([digit, action]) =>
+        typeof action === 'string' ? [[digit, action] as const] : [],
+      ),
+    ),
   };
 }
 
@@ -226,6 +235,7 @@ export class Engine {
     this.#companies.set(id, runtime);
     for (const number of config.phoneNumbers) this.#byNumber.set(number, id);
     if (current !== undefined) this.#deps.log.info({ companyId: id }, 'company recompiled after a change');
+    this.#deps.onCompiled?.(runtime);
     return runtime;
   }
 
@@ -374,6 +384,7 @@ export class Engine {
         for (const l of this.#sessionListeners) l.ended?.(s);
       },
       ...(this.#deps.onTurn ? { onTurn: this.#deps.onTurn } : {}),
+      ...(this.#deps.onHeard ? { onHeard: this.#deps.onHeard } : {}),
     });
     // Before start(): the actor's first actions look the company up by call id.
     this.#pinned.set(session.id, company);
@@ -474,6 +485,9 @@ export class Engine {
             input,
             callSid: session?.callSid ?? null,
             signal,
+            ...(session?.streamsReplies === true
+              ? { onText: (text: string) => session.draft(input.turn, input.mode, text) }
+              : {}),
           });
           session?.track(input.turn, request);
           return request;
@@ -487,7 +501,9 @@ export class Engine {
           const session = sessions.get(input.callId);
           if (session === undefined) throw new AppError('ERR_CALL_GONE', 'the call has no transport');
           return session.transport.speak(input.text, {
+            turn: input.turn,
             interruptible: input.interruptible,
+            cacheable: input.cacheable,
             onDone: () => sendBack({ type: 'playback.done' }),
           });
         }),

@@ -6,16 +6,36 @@
  *   npm run call -- --say "How much is a drain cleaning?" --say "Thanks, bye"
  *   npm run call -- --interactive
  *   npm run call -- --json --say "…"
+ *
+ * With --media it acts as Twilio Media Streams instead and streams audio (see mediaCall.ts):
+ *
+ *   npm run call -- --media --wav hours.wav --say "Thanks, bye" [--dtmf 0] [--barge-in-after-ms 800]
+ *     [--save-audio heard.wav] [--json]
  */
 import { randomBytes } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline/promises';
+import { parseArgs } from 'node:util';
 import WebSocket from 'ws';
+import { pcm16ToWav } from '../audio/wav.ts';
 import type { TurnTrace } from '../calls/callTransport.ts';
+import type { EnvConfig } from '../config/env.ts';
 import { loadEnv } from '../config/env.ts';
-import { ConfigError } from '../errors.ts';
+import { AppError, ConfigError } from '../errors.ts';
 import { TRACE_HEADER } from '../twilio/relayProtocol.ts';
 import { twilioSignature } from '../twilio/signature.ts';
-import { isMain, parseCli } from './args.ts';
+import { isMain } from './args.ts';
+import type { MediaCallStep } from './mediaCall.ts';
+import {
+  formatMediaSummary,
+  formatMediaTurn,
+  loadWavUtterance,
+  postVoiceWebhook,
+  runMediaCall,
+  synthesizeUtterance,
+  unescapeXml,
+} from './mediaCall.ts';
+import { MULAW_RATE_HZ } from './twilioStreamSimulator.ts';
 
 export const DEMO_NUMBER = '+15550100100';
 
@@ -24,6 +44,8 @@ export interface CallOptions {
   readonly to: string;
   readonly from: string;
   readonly authToken?: string | undefined;
+  /** PUBLIC_BASE_URL: the webhook is signed for the URL Twilio would have requested. */
+  readonly publicBaseUrl?: string | undefined;
   readonly replyTimeoutMs?: number;
 }
 
@@ -69,8 +91,7 @@ export class TestCall {
 
   /** Posts the webhook, connects to the relay URL from the TwiML, sends setup, waits for the greeting. */
   async connect(): Promise<void> {
-    const { url, to, from, authToken } = this.#options;
-    const voiceUrl = new URL('/twilio/voice', url).href;
+    const { url, to, from, authToken, publicBaseUrl } = this.#options;
     const form: Record<string, string> = {
       AccountSid: `AC${'0'.repeat(32)}`,
       ApiVersion: '2010-04-01',
@@ -80,18 +101,10 @@ export class TestCall {
       From: from,
       To: to,
     };
-    const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded' };
-    if (authToken) headers['x-twilio-signature'] = twilioSignature(authToken, voiceUrl, form);
-    const response = await fetch(voiceUrl, { method: 'POST', headers, body: new URLSearchParams(form) });
-    const twiml = await response.text();
-    if (!response.ok) throw new Error(`webhook answered HTTP ${response.status}: ${twiml}`);
+    const twiml = await postVoiceWebhook({ url, publicBaseUrl, authToken, form });
     const relay = /<ConversationRelay[^>]*\surl="([^"]+)"/.exec(twiml)?.[1];
     if (relay === undefined) throw new Error(`the webhook did not connect a relay: ${twiml}`);
-    const relayUrl = relay
-      .replaceAll('&amp;', '&')
-      .replaceAll('&quot;', '"')
-      .replaceAll('&lt;', '<')
-      .replaceAll('&gt;', '>');
+    const relayUrl = unescapeXml(relay);
 
     const wsHeaders: Record<string, string> = { [TRACE_HEADER]: '1' };
     if (authToken) wsHeaders['x-twilio-signature'] = twilioSignature(authToken, relayUrl, {});
@@ -270,28 +283,63 @@ export function formatTurn(t: ClientTurn): string {
   ].join('\n');
 }
 
-async function main(): Promise<number> {
-  const { values } = parseCli(process.argv.slice(2), {
-    url: { type: 'string', default: 'http://127.0.0.1:8080' },
-    to: { type: 'string', default: DEMO_NUMBER },
-    from: { type: 'string', default: '+15555550123' },
-    say: { type: 'string', multiple: true, default: [] },
-    interactive: { type: 'boolean', default: false },
-    json: { type: 'boolean', default: false },
-    help: { type: 'boolean', default: false },
+const USAGE = `usage: npm run call -- [--url http://127.0.0.1:8080] [--to +15550100100] [--from +15555550123]
+  ConversationRelay (text):  --say "…" [--say "…"] [--interactive] [--json]
+  Media Streams (audio):     --media (--wav FILE.wav | --say "…" | --dtmf D)… [--barge-in-after-ms N]
+                             [--save-audio OUT.wav] [--json]
+`;
+
+/** The options in command-line order too (`tokens`): --wav, --say and --dtmf interleave as given. */
+function parseCallArgs(argv: string[]) {
+  return parseArgs({
+    args: argv,
+    allowPositionals: true,
+    strict: true,
+    tokens: true,
+    options: {
+      url: { type: 'string', default: 'http://127.0.0.1:8080' },
+      to: { type: 'string', default: DEMO_NUMBER },
+      from: { type: 'string', default: '+15555550123' },
+      say: { type: 'string', multiple: true, default: [] },
+      interactive: { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
+      media: { type: 'boolean', default: false },
+      wav: { type: 'string', multiple: true, default: [] },
+      dtmf: { type: 'string', multiple: true, default: [] },
+      'barge-in-after-ms': { type: 'string' },
+      'save-audio': { type: 'string' },
+    },
   });
-  if (values.help || (values.say.length === 0 && !values.interactive)) {
-    process.stdout.write(
-      'usage: npm run call -- [--url http://127.0.0.1:8080] [--to +15550100100] --say "…" [--say "…"] [--interactive] [--json]\n',
-    );
-    return values.help ? 0 : 2;
+}
+
+type Cli = ReturnType<typeof parseCallArgs>;
+
+function usageError(message: string): never {
+  throw new AppError('ERR_USAGE', `${message}\n${USAGE}`);
+}
+
+async function main(): Promise<number> {
+  const cli = parseCallArgs(process.argv.slice(2));
+  const { values } = cli;
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return 0;
   }
   const env = loadEnv();
+  if (values.media) return mainMedia(cli, env);
+  if (values.wav.length > 0 || values.dtmf.length > 0 || values['save-audio'] !== undefined)
+    usageError('--wav, --dtmf and --save-audio need --media');
+  if (values.say.length === 0 && !values.interactive) {
+    process.stdout.write(USAGE);
+    return 2;
+  }
   const call = new TestCall({
     url: values.url,
     to: values.to,
     from: values.from,
     authToken: env.twilio.authToken,
+    publicBaseUrl: env.publicBaseUrl,
   });
   await call.connect();
   const json = values.json;
@@ -324,14 +372,60 @@ async function main(): Promise<number> {
   return 0;
 }
 
+/** --media: streams audio as Twilio Media Streams; the steps run in command-line order. */
+async function mainMedia({ values, tokens }: Cli, env: EnvConfig): Promise<number> {
+  if (values.interactive) usageError('--interactive is for the text relay; drop --media');
+  const steps: MediaCallStep[] = [];
+  for (const token of tokens) {
+    if (token.kind !== 'option' || token.value === undefined) continue;
+    if (token.name === 'wav') {
+      steps.push({ kind: 'utterance', utterance: await loadWavUtterance(token.value) });
+    } else if (token.name === 'say') {
+      steps.push({ kind: 'utterance', utterance: await synthesizeUtterance(token.value) });
+    } else if (token.name === 'dtmf') {
+      if (!/^[0-9*#A-D]$/.test(token.value))
+        usageError(`--dtmf takes one key (0-9, *, #, A-D): ${token.value}`);
+      steps.push({ kind: 'dtmf', digit: token.value });
+    }
+  }
+  if (steps.length === 0) usageError('--media needs at least one --wav, --say or --dtmf');
+  const bargeIn = values['barge-in-after-ms'];
+  const bargeInAfterMs = bargeIn === undefined ? undefined : Number(bargeIn);
+  if (bargeInAfterMs !== undefined && !(Number.isInteger(bargeInAfterMs) && bargeInAfterMs >= 0))
+    usageError(`--barge-in-after-ms takes a whole number of milliseconds: ${bargeIn}`);
+  const savePath = values['save-audio'];
+  const json = values.json;
+
+  const { report, playedAudio } = await runMediaCall({
+    url: values.url,
+    to: values.to,
+    from: values.from,
+    steps,
+    authToken: env.twilio.authToken,
+    publicBaseUrl: env.publicBaseUrl,
+    accountSid: env.twilio.accountSid,
+    bargeInAfterMs,
+    keepPlayedAudio: savePath !== undefined,
+    ...(json ? {} : { onTurn: (turn) => process.stdout.write(`${formatMediaTurn(turn)}\n\n`) }),
+  });
+  if (savePath !== undefined && playedAudio !== null)
+    await writeFile(savePath, pcm16ToWav(playedAudio, MULAW_RATE_HZ));
+  if (json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+  else {
+    process.stdout.write(`${formatMediaSummary(report)}\n`);
+    if (savePath !== undefined) process.stdout.write(`what the caller heard: ${savePath}\n`);
+  }
+  return 0;
+}
+
 if (isMain(import.meta.url)) {
   main().then(
     (code) => process.exit(code),
     (err: unknown) => {
-      process.stderr.write(
-        `${err instanceof ConfigError ? err.message : `call failed: ${(err as Error).message}`}\n`,
-      );
-      process.exit(1);
+      const usage = err instanceof AppError && err.code === 'ERR_USAGE';
+      const message = (err as Error).message;
+      process.stderr.write(`${usage || err instanceof ConfigError ? message : `call failed: ${message}`}\n`);
+      process.exit(usage ? 2 : 1);
     },
   );
 }

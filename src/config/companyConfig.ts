@@ -33,11 +33,17 @@ const companySchema = z.looseObject({
   timezone: z.string().default('UTC'),
   greeting: nonEmpty,
   voice: z
-    .looseObject({ ttsVoice: z.string().default('alloy'), language: z.string().default('en-US') })
-    .default({
-      ttsVoice: 'alloy',
-      language: 'en-US',
-    }),
+    .looseObject({
+      ttsVoice: z.string().default('alloy'),
+      language: z.string().default('en-US'),
+      /**
+       * Switchboard extension: how calls reach the engine. auto: Media Streams (our own STT and TTS)
+       * when both are configured, ConversationRelay otherwise; relay or media force one (media falls
+       * back to relay, with a warning, while STT or TTS is not configured).
+       */
+      transport: z.enum(['auto', 'relay', 'media']).default('auto'),
+    })
+    .prefault({}),
   gatekeeper: z.looseObject({
     enabled: z.boolean().default(true),
     tier1Threshold: unit.default(0.7),
@@ -102,6 +108,16 @@ const companySchema = z.looseObject({
       timeoutMs: z.number().int().min(100).max(10_000).default(1500),
     })
     .prefault({}),
+  /**
+   * Switchboard extension: what keypad digits do. `transfer` asks for a person, `hangup` says the
+   * closing line and ends the call, `{ "say": "…" }` acts as if the caller had said those words.
+   */
+  dtmf: z
+    .record(
+      z.string().regex(/^[0-9*#]$/, 'expected one keypad key: 0-9, * or #'),
+      z.union([z.enum(['transfer', 'hangup']), z.looseObject({ say: nonEmpty })]),
+    )
+    .default({ '0': 'transfer' }),
   /** Switchboard extension: facts the LLM may state (hours, prices, policies). */
   facts: z.array(nonEmpty).default([]),
   /** Switchboard extension: conversation pacing. */

@@ -53,6 +53,17 @@ const envSchema = z.object({
   STARTUP_WARMUP_TIMEOUT_MS: z.coerce.number().int().min(100).max(300_000).default(15_000),
   LLM_CIRCUIT_FAILURES: z.coerce.number().int().min(1).max(1000).default(5),
   LLM_CIRCUIT_COOLDOWN_MS: z.coerce.number().int().min(100).max(3_600_000).default(30_000),
+  STT_PROVIDER: z.enum(['openai-realtime', 'openai-transcriptions']).optional(),
+  STT_MODEL: optionalString,
+  STT_LANGUAGE: optionalString,
+  STT_BASE_URL: optionalUrl(['http:', 'https:']),
+  STT_API_KEY: optionalString,
+  TTS_PROVIDER: z.enum(['openai']).optional(),
+  TTS_MODEL: optionalString,
+  TTS_BASE_URL: optionalUrl(['http:', 'https:']),
+  TTS_API_KEY: optionalString,
+  AUDIO_CACHE_MB: z.coerce.number().int().min(0).max(4096).default(64),
+  TWILIO_API_BASE_URL: optionalUrl(['http:', 'https:']),
 });
 
 export type EnvConfig = Readonly<{
@@ -80,6 +91,31 @@ export type EnvConfig = Readonly<{
   startupWarmup: Readonly<{ enabled: boolean; timeoutMs: number }>;
   /** The LLM providers' circuit breakers. */
   llmCircuit: Readonly<{ failureThreshold: number; cooldownMs: number }>;
+  /**
+   * Speech to text and text to speech for Media Streams calls; both set or neither. Keys and base
+   * URLs default to OPENAI_API_KEY / OPENAI_BASE_URL.
+   */
+  speech:
+    | Readonly<{
+        stt: Readonly<{
+          provider: 'openai-realtime' | 'openai-transcriptions';
+          apiKey: string;
+          baseURL: string | undefined;
+          model: string | undefined;
+          language: string | undefined;
+        }>;
+        tts: Readonly<{
+          provider: 'openai';
+          apiKey: string;
+          baseURL: string | undefined;
+          model: string | undefined;
+        }>;
+        /** Pre-synthesized audio kept in memory, bytes. */
+        audioCacheBytes: number;
+      }>
+    | undefined;
+  /** Twilio's REST API base (a compatible fake in tests); unset = api.twilio.com. */
+  twilioApiBaseUrl: string | undefined;
 }>;
 
 /** Reads and validates configuration; throws one ConfigError listing every problem by name. */
@@ -89,6 +125,39 @@ export function loadEnv(env: Readonly<Record<string, string | undefined>> = proc
     throw new ConfigError(parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`));
   }
   const e = parsed.data;
+  const problems: string[] = [];
+  if ((e.STT_PROVIDER === undefined) !== (e.TTS_PROVIDER === undefined)) {
+    problems.push(
+      'STT_PROVIDER, TTS_PROVIDER: set both (Media Streams calls need speech in and out) or neither',
+    );
+  }
+  const sttKey = e.STT_API_KEY ?? e.OPENAI_API_KEY;
+  const ttsKey = e.TTS_API_KEY ?? e.OPENAI_API_KEY;
+  // A local whisper server usually wants no key; OpenAI's realtime endpoint always does.
+  if (e.STT_PROVIDER === 'openai-realtime' && sttKey === undefined)
+    problems.push('STT_API_KEY: required for STT_PROVIDER=openai-realtime (or set OPENAI_API_KEY)');
+  if (e.TTS_PROVIDER !== undefined && ttsKey === undefined && e.TTS_BASE_URL === undefined)
+    problems.push('TTS_API_KEY: required for TTS_PROVIDER=openai (or set OPENAI_API_KEY)');
+  if (problems.length > 0) throw new ConfigError(problems);
+  const speech =
+    e.STT_PROVIDER === undefined || e.TTS_PROVIDER === undefined
+      ? undefined
+      : {
+          stt: {
+            provider: e.STT_PROVIDER,
+            apiKey: sttKey ?? 'none',
+            baseURL: e.STT_BASE_URL ?? e.OPENAI_BASE_URL,
+            model: e.STT_MODEL,
+            language: e.STT_LANGUAGE,
+          },
+          tts: {
+            provider: e.TTS_PROVIDER,
+            apiKey: ttsKey ?? 'none',
+            baseURL: e.TTS_BASE_URL ?? e.OPENAI_BASE_URL,
+            model: e.TTS_MODEL,
+          },
+          audioCacheBytes: e.AUDIO_CACHE_MB * 1024 * 1024,
+        };
   return Object.freeze({
     port: e.PORT,
     host: e.HOST,
@@ -110,6 +179,8 @@ export function loadEnv(env: Readonly<Record<string, string | undefined>> = proc
     alertWebhookUrl: e.ALERT_WEBHOOK_URL,
     startupWarmup: { enabled: e.STARTUP_WARMUP === 'on', timeoutMs: e.STARTUP_WARMUP_TIMEOUT_MS },
     llmCircuit: { failureThreshold: e.LLM_CIRCUIT_FAILURES, cooldownMs: e.LLM_CIRCUIT_COOLDOWN_MS },
+    speech,
+    twilioApiBaseUrl: e.TWILIO_API_BASE_URL,
   });
 }
 

@@ -8,8 +8,11 @@ import { PRICE_TABLE_VERSION } from './priceTable.ts';
 
 export type CostAction = 'triggered' | 'used' | 'cancelled' | 'failed' | 'completed';
 
-/** Which decision paid: tier 3 answers, warmups, LLM-backed capture/detect, embeddings. */
-export type CostPurpose = 'tier3' | 'warmup' | 'capture' | 'detect' | 'embedding';
+/**
+ * What paid: tier 3 answers, warmups, LLM-backed capture/detect, embeddings, and on Media Streams
+ * calls speech to text (audio heard) and text to speech (audio said).
+ */
+export type CostPurpose = 'tier3' | 'warmup' | 'capture' | 'detect' | 'embedding' | 'stt' | 'tts';
 
 export interface CostEvent {
   /** Client-generated (UUID), so writing the same event twice can store it once. */
@@ -35,6 +38,8 @@ export interface CostEvent {
   readonly priceVersion: string;
   /** Time the caller saved thanks to a used warmup. */
   readonly timeSavedMs: number | null;
+  /** Audio billed by an STT or TTS event, in milliseconds; null for text models. */
+  readonly audioMs: number | null;
 }
 
 export interface CostSink {
@@ -59,6 +64,7 @@ export function newCostEvent(
     estimated: false,
     priceVersion: PRICE_TABLE_VERSION,
     timeSavedMs: null,
+    audioMs: null,
     ...fields,
   };
 }

@@ -15,6 +15,7 @@ import type { TurnObservation } from '../calls/callSession.ts';
 import type { CostEvent } from '../cost/costEvent.ts';
 import type { CircuitSnapshot, CircuitState } from '../providers/llm/circuitBreaker.ts';
 import type { HttpRoute } from '../server/httpServer.ts';
+import type { MediaObserver } from '../twilio/mediaConnection.ts';
 
 /** Milliseconds, 1 ms to 10 s: sub-millisecond stages (Tier 1, the warmup gate) fall in the first. */
 export const LATENCY_BUCKETS_MS = [
@@ -66,6 +67,8 @@ export interface Metrics {
   }): void;
   observeCircuitChange(change: { readonly provider: string; readonly to: CircuitState }): void;
   observeStartupWarmup(durationMs: number): void;
+  /** Hooks for Media Streams sockets: speech-to-first-audio by stage, barge-ins, frames, STT errors. */
+  mediaObserver(): MediaObserver;
   /** The exposition text (Prometheus text format 0.0.4). */
   render(): Promise<string>;
   readonly contentType: string;
@@ -103,8 +106,9 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     name: 'switchboard_turn_stage_duration_ms',
     help:
       'Duration of each stage of a turn, ms, for turns in which the stage ran. understanding = wall time of ' +
-      'capture ∥ detect (+ re-detect); provider = provider time on the critical path. There is no TTS stage: ' +
-      'on ConversationRelay Twilio speaks the text and never reports its first audio byte.',
+      'capture ∥ detect (+ re-detect); provider = provider time on the critical path. Speech and first-audio ' +
+      'times of Media Streams calls are in switchboard_media_first_audio_ms (on ConversationRelay Twilio ' +
+      'speaks the text and never reports its first audio byte).',
     labelNames: ['stage'],
     buckets: LATENCY_BUCKETS_MS,
     registers,
@@ -225,7 +229,82 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     if (ms !== null && Number.isFinite(ms)) stageChild.get(s)!.observe(ms);
   };
 
+  const speechToAudio = new Histogram({
+    name: 'switchboard_media_first_audio_ms',
+    help:
+      'Media Streams: time to a reply\'s first audio frame, ms, by stage. stage="speech_end": from the caller\'s speech ' +
+      'ending (STT) to the first frame; "stt": speech end to the final transcript; "engine": final transcript to the ' +
+      'first frame (tiers, LLM, TTS); "tts": the TTS request to its first audio; "reply": from the reply starting to ' +
+      'its first frame. source = cache | tts.',
+    labelNames: ['stage', 'source'],
+    buckets: LATENCY_BUCKETS_MS,
+    registers,
+  });
+  const bargeIns = new Histogram({
+    name: 'switchboard_media_barge_in_reaction_ms',
+    help: "Media Streams: from the caller's speech onset (local VAD) to `clear` cutting the reply, ms.",
+    buckets: [10, 25, 50, 75, 100, 150, 200, 300, 500, 1000],
+    registers,
+  });
+  const invalidFrames = new Counter({
+    name: 'switchboard_media_invalid_frames_total',
+    help: 'Media Streams: inbound frames refused (bad JSON, schema, order). The socket closes after a bound.',
+    registers,
+  });
+  const repliesEnded = new Counter({
+    name: 'switchboard_media_replies_total',
+    help: 'Media Streams: replies played, by outcome (played, cut, …).',
+    labelNames: ['outcome'],
+    registers,
+  });
+  const lateFrames = new Counter({
+    name: 'switchboard_media_late_frames_total',
+    help: 'Media Streams: outbound frames sent after the audio before them had finished playing (gaps heard).',
+    registers,
+  });
+  const framesSent = new Counter({
+    name: 'switchboard_media_frames_sent_total',
+    help: 'Media Streams: outbound 20 ms audio frames sent.',
+    registers,
+  });
+  const backpressure = new Counter({
+    name: 'switchboard_media_backpressure_wait_ms_total',
+    help: 'Media Streams: time outbound audio waited for a congested socket to drain, ms.',
+    registers,
+  });
+  const sttErrors = new Counter({
+    name: 'switchboard_stt_errors_total',
+    help: 'Speech-to-text errors by code; fatal="true" ended the call.',
+    labelNames: ['code', 'fatal'],
+    registers,
+  });
+  const media: MediaObserver = {
+    invalidFrame: () => invalidFrames.inc(),
+    bargeIn: ({ reactionMs }) => {
+      if (reactionMs !== null) bargeIns.observe(reactionMs);
+    },
+    firstAudio: (t) => {
+      const source = t.source ?? 'none';
+      speechToAudio.observe({ stage: 'reply', source }, t.startToFirstAudioMs);
+      if (t.speechStoppedToFirstAudioMs !== null)
+        speechToAudio.observe({ stage: 'speech_end', source }, t.speechStoppedToFirstAudioMs);
+      if (t.speechStoppedToFinalMs !== null)
+        speechToAudio.observe({ stage: 'stt', source }, t.speechStoppedToFinalMs);
+      if (t.finalToFirstAudioMs !== null)
+        speechToAudio.observe({ stage: 'engine', source }, t.finalToFirstAudioMs);
+      if (t.ttsFirstAudioMs !== null) speechToAudio.observe({ stage: 'tts', source }, t.ttsFirstAudioMs);
+    },
+    backpressureWait: (ms) => backpressure.inc(ms),
+    sttError: (code, fatal) => sttErrors.inc({ code, fatal: String(fatal) }),
+    replyEnded: (r) => {
+      repliesEnded.inc({ outcome: r.outcome });
+      framesSent.inc(r.framesSent);
+      if (r.lateFrames > 0) lateFrames.inc(r.lateFrames);
+    },
+  };
+
   return {
+    mediaObserver: () => media,
     registry,
     contentType: registry.contentType,
     track(s) {

@@ -42,6 +42,28 @@ export function escalationOffer(company: CompanyConfig): string {
   return `I can ${list}.`;
 }
 
+/**
+ * A fallback line as it is said: escalating (a transfer, or the options in words), with the ways
+ * forward for lines that admit we cannot help, or as written.
+ */
+export function fallbackText(
+  company: CompanyConfig,
+  kind: FallbackKind,
+  line: string,
+  escalate: boolean,
+): string {
+  if (escalate) {
+    return canTransfer(company)
+      ? `${line} Let me connect you with a member of our team.`
+      : `${line} ${escalationOffer(company)}`.trim();
+  }
+  // Lines that admit we cannot help offer the ways forward.
+  if (kind === 'noMatchFound' || kind === 'technicalIssue') {
+    return `${line} ${escalationOffer(company)}`.trim();
+  }
+  return line;
+}
+
 export function createFallbackPicker(rotation: RotationStore) {
   return async function pickFallback(
     company: CompanyConfig,
@@ -50,16 +72,6 @@ export function createFallbackPicker(rotation: RotationStore) {
   ): Promise<string> {
     const lines = company.fallbackResponses[kind];
     const index = (await rotation.next(`fallback:${company.id}:${kind}`)) % lines.length;
-    const line = lines[index]!;
-    if (escalate) {
-      return canTransfer(company)
-        ? `${line} Let me connect you with a member of our team.`
-        : `${line} ${escalationOffer(company)}`.trim();
-    }
-    // Lines that admit we cannot help offer the ways forward.
-    if (kind === 'noMatchFound' || kind === 'technicalIssue') {
-      return `${line} ${escalationOffer(company)}`.trim();
-    }
-    return line;
+    return fallbackText(company, kind, lines[index]!, escalate);
   };
 }

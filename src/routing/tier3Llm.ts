@@ -48,6 +48,8 @@ export interface Tier3Request {
   readonly input: LlmInput;
   readonly callSid: string | null;
   readonly signal: AbortSignal;
+  /** The answer so far (growing), as it streams: lets a transport speak it sentence by sentence. */
+  readonly onText?: (textSoFar: string) => void;
 }
 
 /** The providers a company asked for that this engine has credentials for, in the company's order. */
@@ -185,6 +187,8 @@ export function createTier3(deps: Tier3Deps) {
     };
 
     let result: LlmResult;
+    const onText = req.onText;
+    let streamed = '';
     try {
       result = await client.complete({
         model,
@@ -194,6 +198,14 @@ export function createTier3(deps: Tier3Deps) {
         temperature: 0.3,
         signal: req.signal,
         timeoutMs: company.gatekeeper.llm.timeoutMs,
+        ...(onText === undefined
+          ? {}
+          : {
+              onToken: (delta: string) => {
+                streamed += delta;
+                onText(streamed);
+              },
+            }),
       });
     } catch (err) {
       // What may have been billed: the prompt, plus what streamed before the end.

@@ -1,5 +1,6 @@
 /**
- * HTTP and WebSocket entry points: the Twilio webhook, ConversationRelay sockets and health.
+ * HTTP and WebSocket entry points: the Twilio webhook, ConversationRelay and Media Streams sockets,
+ * and health.
  * Requests are small and few per call, so plain node:http keeps the hot path free of framework work.
  */
 import { createServer } from 'node:http';
@@ -17,7 +18,12 @@ import { MAX_RELAY_FRAME_BYTES, TRACE_HEADER } from '../twilio/relayProtocol.ts'
 import { isValidTwilioSignature } from '../twilio/signature.ts';
 import { createStreamTokens } from '../twilio/streamTokens.ts';
 import type { StreamTokens } from '../twilio/streamTokens.ts';
-import { conversationRelayTwiml, dialTwiml, sayAndHangupTwiml } from '../twilio/twiml.ts';
+import { conversationRelayTwiml, dialTwiml, mediaStreamTwiml, sayAndHangupTwiml } from '../twilio/twiml.ts';
+import type { CostSink } from '../cost/costEvent.ts';
+import type { MediaServices } from '../speech/mediaServices.ts';
+import { handleMediaSocket } from '../twilio/mediaConnection.ts';
+import type { MediaObserver, MediaSocketOptions } from '../twilio/mediaConnection.ts';
+import { MAX_MEDIA_FRAME_BYTES } from '../twilio/mediaProtocol.ts';
 
 const MAX_BODY_BYTES = 64 * 1024;
 
@@ -29,6 +35,13 @@ export interface ServerOptions {
   /** Shed new calls (503) when event-loop lag exceeds this many milliseconds. */
   readonly shedDelayMs?: number;
   readonly relay?: { setupTimeoutMs?: number; playbackMsPerChar?: number };
+  /** Media Streams calls (our own STT and TTS); absent = every call goes over ConversationRelay. */
+  readonly media?: {
+    readonly services: MediaServices;
+    readonly ledger: CostSink;
+    readonly options?: Omit<MediaSocketOptions, 'trace'>;
+    readonly observe?: MediaObserver;
+  };
   /** Further HTTP routes (admin API, inspector, metrics), tried in order before the 404. */
   readonly routes?: readonly HttpRoute[];
   /** Further WebSocket endpoints, tried in order before the 404. */
@@ -197,9 +210,25 @@ export function startServer(options: ServerOptions): Promise<RunningServer> {
             'text/xml; charset=utf-8',
           );
         }
-        const token = tokens.mint({ companyId: company.config.id, callSid: form['CallSid'] ?? null });
-        const relayUrl = new URL(`/twilio/relay/${token}`, publicUrl(req, 'ws')).href;
+        const transport = transportFor(company.config.id, company.config.voice.transport);
+        const token = tokens.mint({
+          transport,
+          companyId: company.config.id,
+          callSid: form['CallSid'] ?? null,
+        });
         const actionUrl = new URL('/twilio/connect-action', publicUrl(req, 'http')).href;
+        if (transport === 'media') {
+          // Twilio drops query strings from a stream URL: the token is a path segment, and both go
+          // along as <Parameter>s, which come back in the stream's `start`.
+          const streamUrl = new URL(`/twilio/media/${token}`, publicUrl(req, 'ws')).href;
+          const twiml = mediaStreamTwiml({
+            streamUrl,
+            actionUrl,
+            parameters: { company: company.config.id, token },
+          });
+          return send(res, 200, twiml, 'text/xml; charset=utf-8');
+        }
+        const relayUrl = new URL(`/twilio/relay/${token}`, publicUrl(req, 'ws')).href;
         const twiml = conversationRelayTwiml({
           relayUrl,
           actionUrl,
@@ -208,9 +237,15 @@ export function startServer(options: ServerOptions): Promise<RunningServer> {
         return send(res, 200, twiml, 'text/xml; charset=utf-8');
       }
       case 'POST /twilio/connect-action': {
-        // Twilio calls this when the relay session ends: transfer if we handed off, else hang up.
+        // Twilio calls this when the relay session or the media stream ends: transfer if we handed
+        // off, else hang up. A relay says so in HandoffData; a stream we ended left a handoff note.
         const form = await readForm(req);
         checkTwilio(req, publicUrl(req, 'http'), form);
+        if (form['HandoffData'] === undefined && options.media !== undefined && form['CallSid']) {
+          const note = await options.media.services.handoffs.take(form['CallSid']);
+          const twiml = note?.action === 'transfer' ? dialTwiml(note.number) : sayAndHangupTwiml(null);
+          return send(res, 200, twiml, 'text/xml; charset=utf-8');
+        }
         let handoff: { reasonCode?: string } = {};
         try {
           handoff = JSON.parse(form['HandoffData'] ?? '{}') as typeof handoff;
@@ -249,9 +284,30 @@ export function startServer(options: ServerOptions): Promise<RunningServer> {
     });
   });
 
+  /** Media Streams when STT and TTS are configured and the company does not insist on the relay. */
+  const warnedNoMedia = new Set<string>();
+  const transportFor = (companyId: string, choice: 'auto' | 'relay' | 'media'): 'relay' | 'media' => {
+    if (choice === 'relay') return 'relay';
+    if (options.media !== undefined) return 'media';
+    if (choice === 'media' && !warnedNoMedia.has(companyId)) {
+      warnedNoMedia.add(companyId);
+      log.warn(
+        { companyId },
+        'company asks for Media Streams but STT_PROVIDER/TTS_PROVIDER are not set; using ConversationRelay',
+      );
+    }
+    return 'relay';
+  };
+
   const wss = new WebSocketServer({
     noServer: true,
     maxPayload: MAX_RELAY_FRAME_BYTES,
+    perMessageDeflate: false,
+  });
+  // Twilio's media frames are a few hundred bytes; anything near this bound is not Twilio.
+  const mediaWss = new WebSocketServer({
+    noServer: true,
+    maxPayload: MAX_MEDIA_FRAME_BYTES,
     perMessageDeflate: false,
   });
   server.on('upgrade', (req, socket, head) => {
@@ -260,8 +316,8 @@ export function startServer(options: ServerOptions): Promise<RunningServer> {
       socket.end(`HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
     };
     const url = new URL(req.url ?? '/', 'http://local');
-    const match = /^\/twilio\/relay\/([^/]+)$/.exec(url.pathname);
-    if (match === null) {
+    const match = /^\/twilio\/(relay|media)\/([^/]+)$/.exec(url.pathname);
+    if (match === null || (match[1] === 'media' && options.media === undefined)) {
       for (const route of options.upgrades ?? []) if (route(req, socket, head, url)) return;
       return refuse(404, 'Not Found');
     }
@@ -280,9 +336,40 @@ export function startServer(options: ServerOptions): Promise<RunningServer> {
     } else if (!isLoopback(req.socket.remoteAddress)) {
       return refuse(403, 'Forbidden');
     }
-    const grant = tokens.consume(decodeURIComponent(match[1]!));
-    if (grant === null) return refuse(403, 'Forbidden');
+    let token: string;
+    try {
+      token = decodeURIComponent(match[2]!);
+    } catch {
+      return refuse(403, 'Forbidden');
+    }
+    // Spent here, before the socket exists: a replayed, forged, expired or other-transport token
+    // never gets a WebSocket.
+    const grant = tokens.consume(token);
+    if (grant === null || grant.transport !== match[1]) return refuse(403, 'Forbidden');
     const trace = req.headers[TRACE_HEADER] === '1';
+    const media = options.media;
+    if (grant.transport === 'media' && media !== undefined) {
+      const { services } = media;
+      mediaWss.handleUpgrade(req, socket, head, (ws) =>
+        handleMediaSocket(
+          ws,
+          grant,
+          token,
+          {
+            openCall: (companyId, transport) => engine.openCall(companyId, transport),
+            stt: services.stt,
+            speech: services.speech,
+            callControl: services.callControl,
+            handoffs: services.handoffs,
+            ledger: media.ledger,
+            log,
+            ...(media.observe === undefined ? {} : { observe: media.observe }),
+          },
+          { ...media.options, trace },
+        ),
+      );
+      return;
+    }
     wss.handleUpgrade(req, socket, head, (ws) =>
       handleRelaySocket(ws, grant, engine, log, { ...options.relay, trace }),
     );
@@ -301,7 +388,9 @@ export function startServer(options: ServerOptions): Promise<RunningServer> {
           new Promise<void>((done) => {
             lag.stop();
             for (const client of wss.clients) client.close(1001, 'server shutting down');
+            for (const client of mediaWss.clients) client.close(1001, 'server shutting down');
             wss.close();
+            mediaWss.close();
             server.close(() => done());
             server.closeAllConnections();
           }),

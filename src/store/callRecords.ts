@@ -48,6 +48,14 @@ export interface TurnWritten {
   readonly at?: Instant;
 }
 
+/** What the caller heard of a turn's reply (Media Streams calls; a barge-in cuts it short). */
+export interface TurnHeard {
+  readonly callId: string;
+  readonly turn: number;
+  readonly heard: string;
+  readonly interrupted: boolean;
+}
+
 /** Counters since the recorder started (metrics, health). */
 export interface CallRecorderStats {
   /** Records written (calls started, turns, calls ended). */
@@ -63,6 +71,8 @@ export interface CallRecorderStats {
 export interface CallRecorder {
   recordCallStarted(call: CallStarted): void;
   recordTurn(turn: TurnWritten): void;
+  /** Completes a recorded turn with what the caller heard (ignored for turns never recorded). */
+  recordHeard(heard: TurnHeard): void;
   /** Creates the call row too if its start was never written. */
   recordCallEnded(call: CallEnded): void;
   /** Writes what is queued (tries the database even during a back-off). */
@@ -89,6 +99,7 @@ export interface CallRecorderOptions {
 type Op =
   | { readonly kind: 'started'; readonly call: CallStarted }
   | { readonly kind: 'turn'; readonly turn: TurnWritten; readonly at: string }
+  | { readonly kind: 'heard'; readonly heard: TurnHeard }
   | { readonly kind: 'ended'; readonly call: CallEnded };
 
 const iso = (t: Instant): string => new Date(t).toISOString();
@@ -120,6 +131,11 @@ SELECT * FROM unnest(
 )
 ON CONFLICT (call_id, turn) DO NOTHING`;
 
+const UPDATE_HEARD = `
+UPDATE turns t SET heard = h.heard, interrupted = h.interrupted
+FROM unnest($1::text[], $2::integer[], $3::text[], $4::boolean[]) AS h(call_id, turn, heard, interrupted)
+WHERE t.call_id = h.call_id AND t.turn = h.turn`;
+
 /** Keeps calls.turns right whatever order starts, turns and ends arrive in. */
 const RECOUNT_TURNS = `
 UPDATE calls SET turns = (SELECT count(*) FROM turns WHERE turns.call_id = calls.id)
@@ -138,9 +154,12 @@ async function writeOps(tx: Queryable, ops: readonly Op[]): Promise<void> {
   const started = new Map<string, CallStarted>();
   const ended = new Map<string, CallEnded>();
   const turns: Array<Extract<Op, { kind: 'turn' }>> = [];
+  // One row per turn: the last report wins.
+  const heard = new Map<string, TurnHeard>();
   for (const op of ops) {
     if (op.kind === 'started') started.set(op.call.callId, op.call);
     else if (op.kind === 'ended') ended.set(op.call.callId, op.call);
+    else if (op.kind === 'heard') heard.set(`${op.heard.callId}\u0000${op.heard.turn}`, op.heard);
     else turns.push(op);
   }
   if (started.size > 0) {
@@ -176,6 +195,11 @@ async function writeOps(tx: Queryable, ops: readonly Op[]): Promise<void> {
       ];
     });
     await tx.query(INSERT_TURNS, columnsOf(rows, 22));
+  }
+  // After the turns: a reply's playback ends after its turn was recorded, often in the same batch.
+  if (heard.size > 0) {
+    const rows = [...heard.values()].map((h) => [h.callId, h.turn, h.heard, h.interrupted]);
+    await tx.query(UPDATE_HEARD, columnsOf(rows, 4));
   }
   if (ended.size > 0) {
     const rows = [...ended.values()].map((c) => [
@@ -338,6 +362,7 @@ export function createCallRecorder(options: CallRecorderOptions): CallRecorder {
   return {
     recordCallStarted: (call) => enqueue({ kind: 'started', call }),
     recordTurn: (turn) => enqueue({ kind: 'turn', turn, at: iso(turn.at ?? Date.now()) }),
+    recordHeard: (heard) => enqueue({ kind: 'heard', heard }),
     recordCallEnded: (call) => enqueue({ kind: 'ended', call }),
     flush,
     stats: () => ({ written, dropped, failedBatches, queued: queue.length, databaseAvailable: !down }),
@@ -389,6 +414,9 @@ export interface TurnRow {
   readonly latencyMs: number;
   readonly engineMs: number | null;
   readonly createdAt: string;
+  /** What the caller heard of the reply (Media Streams calls); null when not reported. */
+  readonly heard: string | null;
+  readonly interrupted: boolean | null;
 }
 
 interface CallRow {
@@ -478,10 +506,13 @@ export async function getCall(
     latency_ms: number;
     engine_ms: number | null;
     created_at: Date | string;
+    heard: string | null;
+    interrupted: boolean | null;
   }>(
     `SELECT turn, transcript, slots, category, scenario_id, tier, confidence, tier1_confidence,
             tier2_confidence, detect_confidence, warmup, warmup_reason, reconcile_reason,
-            fallback_kind, next_action, timings, reply, latency_ms, engine_ms, created_at
+            fallback_kind, next_action, timings, reply, latency_ms, engine_ms, created_at, heard,
+            interrupted
        FROM turns WHERE call_id = $1 ORDER BY turn`,
     [callId],
   );
@@ -508,6 +539,8 @@ export async function getCall(
       latencyMs: t.latency_ms,
       engineMs: t.engine_ms,
       createdAt: iso(t.created_at),
+      heard: t.heard,
+      interrupted: t.interrupted,
     })),
   };
 }
@@ -531,6 +564,7 @@ interface CostEventRow {
   estimated: boolean;
   price_version: string;
   time_saved_ms: number | null;
+  audio_ms: number | null;
 }
 
 /**
@@ -550,7 +584,8 @@ export async function listCostEvents(
   const rows = await db.query<CostEventRow>(
     `SELECT id::text AS id, at, company_id, call_id, call_sid, turn, purpose, tier::integer AS tier,
             action, provider, model, input_tokens, output_tokens, duration_ms,
-            cost_usd::float8 AS cost_usd, estimated, price_version, time_saved_ms
+            cost_usd::float8 AS cost_usd, estimated, price_version, time_saved_ms,
+            audio_ms
        FROM cost_events
       WHERE company_id = $1 AND at >= $2 AND at < $3
         AND ($4::timestamptz IS NULL OR (at, id) > ($4::timestamptz, $5::uuid))
@@ -584,5 +619,6 @@ export async function listCostEvents(
     estimated: r.estimated,
     priceVersion: r.price_version,
     timeSavedMs: r.time_saved_ms,
+    audioMs: r.audio_ms,
   }));
 }

@@ -6,6 +6,8 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 
 export interface StreamGrant {
+  /** The socket the token opens: a ConversationRelay or a Media Streams one. */
+  readonly transport: 'relay' | 'media';
   readonly companyId: string;
   /** CallSid from the signed webhook; the stream's setup/start must carry the same one. */
   readonly callSid: string | null;
@@ -42,6 +44,7 @@ export function createStreamTokens(
     mint(grant) {
       const body = Buffer.from(
         JSON.stringify({
+          t: grant.transport,
           c: grant.companyId,
           s: grant.callSid,
           e: now() + ttlMs,
@@ -57,18 +60,24 @@ export function createStreamTokens(
       const expected = Buffer.from(sign(body));
       const given = Buffer.from(mac);
       if (expected.length !== given.length || !timingSafeEqual(expected, given)) return null;
-      let payload: { c?: unknown; s?: unknown; e?: unknown; n?: unknown };
+      let payload: { t?: unknown; c?: unknown; s?: unknown; e?: unknown; n?: unknown };
       try {
         payload = JSON.parse(Buffer.from(body, 'base64url').toString('utf8')) as typeof payload;
       } catch {
         return null;
       }
-      if (typeof payload.c !== 'string' || typeof payload.e !== 'number' || typeof payload.n !== 'string')
+      if (
+        (payload.t !== 'relay' && payload.t !== 'media') ||
+        typeof payload.c !== 'string' ||
+        typeof payload.e !== 'number' ||
+        typeof payload.n !== 'string'
+      )
         return null;
       if (payload.e < now() || spent.has(payload.n)) return null;
       sweep();
       spent.set(payload.n, payload.e);
       return {
+        transport: payload.t,
         companyId: payload.c,
         callSid: typeof payload.s === 'string' ? payload.s : null,
         expiresAt: payload.e,

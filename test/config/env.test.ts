@@ -92,4 +92,46 @@ describe('isLoopback', () => {
   ])('%s → %s', (address, expected) => {
     expect(isLoopback(address)).toBe(expected);
   });
+
+  test('Media Streams speech: both providers or neither, keys and base URLs default to OpenAI', () => {
+    expect(loadEnv({}).speech).toBeUndefined();
+    const env = loadEnv({
+      OPENAI_API_KEY: 'sk-test',
+      OPENAI_BASE_URL: 'http://127.0.0.1:9/v1',
+      STT_PROVIDER: 'openai-realtime',
+      TTS_PROVIDER: 'openai',
+      TTS_MODEL: 'tts-1',
+      AUDIO_CACHE_MB: '8',
+    });
+    expect(env.speech).toMatchObject({
+      stt: { provider: 'openai-realtime', apiKey: 'sk-test', baseURL: 'http://127.0.0.1:9/v1' },
+      tts: { provider: 'openai', apiKey: 'sk-test', model: 'tts-1' },
+      audioCacheBytes: 8 * 1024 * 1024,
+    });
+    // A local whisper server needs no key.
+    const local = loadEnv({
+      STT_PROVIDER: 'openai-transcriptions',
+      STT_BASE_URL: 'http://127.0.0.1:8000/v1',
+      TTS_PROVIDER: 'openai',
+      TTS_BASE_URL: 'http://127.0.0.1:8001/v1',
+    });
+    expect(local.speech?.stt).toMatchObject({ provider: 'openai-transcriptions', apiKey: 'none' });
+
+    const problems = (vars: Record<string, string>) => {
+      try {
+        loadEnv(vars);
+      } catch (err) {
+        return (err as ConfigError).problems.map((p) => p.split(':')[0]);
+      }
+      return [];
+    };
+    expect(problems({ STT_PROVIDER: 'openai-realtime', OPENAI_API_KEY: 'k' })).toEqual([
+      'STT_PROVIDER, TTS_PROVIDER',
+    ]);
+    expect(problems({ STT_PROVIDER: 'openai-realtime', TTS_PROVIDER: 'openai' })).toEqual([
+      'STT_API_KEY',
+      'TTS_API_KEY',
+    ]);
+    expect(problems({ STT_PROVIDER: 'whisper', TTS_PROVIDER: 'openai' })).toEqual(['STT_PROVIDER']);
+  });
 });

@@ -95,9 +95,11 @@ const TRANSITION_TABLE = [
   'greeting playback.done -> conversation',
   'greeting caller.speechStarted -> conversation',
   'greeting caller.dtmf [asksForPerson] -> conversation.speaking',
+  'greeting caller.dtmf [asksToHangUp] -> closing',
   'greeting caller.transcriptFinal -> conversation.thinking',
   'greeting error(speaker) -> failed',
   'conversation caller.dtmf [asksForPerson] -> conversation.speaking',
+  'conversation caller.dtmf [asksToHangUp] -> closing',
   'conversation after(maxCallDuration) [replyThenTransfer] -> transferring',
   'conversation after(maxCallDuration) -> closing',
   'conversation.listening caller.transcriptFinal -> conversation.thinking',
@@ -162,6 +164,7 @@ const TRANSITION_TABLE = [
 const END_ROUTES = [
   'ended:caller-silent', // reprompts exhausted -> closing line -> hang-up
   'ended:completed', // a reply that ends the call -> hang-up
+  'ended:dtmf-hangup', // the company's hang-up key -> closing line -> hang-up
   'ended:max-call-duration', // closing line -> hang-up
   'ended:stream-stopped', // twilio.stop from anywhere
   'ended:transfer', // dtmf 0, escalation, caller needs a person, scenario action
@@ -214,6 +217,7 @@ const LIFECYCLE: CallEvent[] = [
   { type: 'caller.speechStarted' },
   { type: 'playback.done' },
   { type: 'caller.dtmf', digit: '0' },
+  { type: 'caller.dtmf', digit: '9' },
   { type: 'twilio.stop' },
 ];
 
@@ -363,9 +367,9 @@ function label(e: GraphEvent): string {
     'twilio.stop': 'stop',
     'caller.transcriptFinal': 'said',
     'caller.speechStarted': 'speech',
-    'caller.dtmf': 'dtmf0',
     'playback.done': 'played',
   };
+  if (e.type === 'caller.dtmf') return `dtmf${String((e as { digit?: unknown }).digit)}`;
   return names[e.type] ?? eventName(e.type);
 }
 

@@ -240,6 +240,25 @@ describe('speculative warmup', () => {
     expect(lastSpoken(h).text).toBe('reply:radiator-leak');
   });
 
+  it('says when a warmup answer is committed (adopted), so its text may be spoken as it streams', async () => {
+    const llm = pending<LlmAnswer>();
+    const h = warmCall({ tier2: () => tier(0.2, null, { durationMs: 300 }), llm: llm.fn });
+    await connect(h);
+    await say(h, 'can you service a heat pump?');
+    expect(emittedOf(h, 'llm.committed')).toEqual([{ type: 'llm.committed', turn: 1 }]);
+    llm.d.resolve(answer('Yes, we service heat pumps.', 400));
+    await settle();
+    expect(lastSpoken(h)).toMatchObject({ text: 'Yes, we service heat pumps.', cacheable: false });
+  });
+
+  it('commits no warmup when Tier 2 answers, and marks tier replies and the greeting cacheable', async () => {
+    const h = warmCall({ tier2: () => tier(0.9, 'radiator-leak'), llm: () => answer('warm answer') });
+    await connect(h);
+    await say(h, 'my radiator leaks');
+    expect(emittedOf(h, 'llm.committed')).toEqual([]);
+    expect(h.spoken.map((s) => s.cacheable)).toEqual([true, true]);
+  });
+
   it('adopts the still-running warmup after a Tier 2 miss: one LLM request, answered when it resolves', async () => {
     const llm = pending<LlmAnswer>();
     const h = warmCall({ tier2: () => tier(0.2, null, { durationMs: 300 }), llm: llm.fn });
@@ -618,6 +637,25 @@ describe('transfer and hang-up', () => {
     h.finishPlayback();
     expect(h.emitted).toContainEqual({ type: 'call.transfer', reason: 'transfer' });
     expect(h.actor.getSnapshot().value).toBe('ended');
+  });
+
+  it("follows the company's keypad map: a mapped transfer key transfers, a hang-up key closes", async () => {
+    const h = call({}, { dtmfActions: { '5': 'transfer', '9': 'hangup' } });
+    await connect(h);
+    h.actor.send({ type: 'caller.dtmf', digit: '0' });
+    expect(is(h, { conversation: 'listening' })).toBe(true);
+    h.actor.send({ type: 'caller.dtmf', digit: '9' });
+    expect(lastSpoken(h)).toMatchObject({ text: policy.closingLine, interruptible: false });
+    await settle();
+    expect(h.emitted.filter((e) => e.type.startsWith('call.'))).toEqual([
+      { type: 'call.hangup', reason: 'dtmf-hangup' },
+      { type: 'call.ended', reason: 'dtmf-hangup' },
+    ]);
+
+    const t = call({}, { dtmfActions: { '5': 'transfer' } });
+    await connect(t);
+    t.actor.send({ type: 'caller.dtmf', digit: '5' });
+    expect(lastSpoken(t).text).toBe(policy.transferLine);
   });
 
   it('hangs up after playing a scenario reply that ends the call', async () => {

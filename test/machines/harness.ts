@@ -45,6 +45,7 @@ export const policy: CallPolicy = {
   closingLine: 'Goodbye for now.',
   emergencyLine: 'I am having technical difficulties, transferring you.',
   transferLine: 'Let me transfer you now.',
+  dtmfActions: { '0': 'transfer', '9': 'hangup' },
 };
 
 export function situation(

@@ -6,6 +6,7 @@ import {
 } from '../../src/providers/tts/openaiTts.ts';
 import {
   TtsError,
+  isTtsAbort,
   type TtsClient,
   type TtsStream,
   type TtsUsage,
@@ -230,5 +231,63 @@ describe('createOpenAiTts', () => {
     expect(samples.length).toBe(0);
     expect(server.speechRequests).toHaveLength(0);
     expect(usage).toHaveLength(0);
+  });
+
+  it('reports usage to the request as well, once per stream however it ends', async () => {
+    server.scriptSpeech(
+      { type: 'pcm', durationMs: 200 },
+      { type: 'error', status: 503 },
+      { type: 'pcm', durationMs: 3000, chunkSizes: [480], chunkIntervalMs: 5 },
+      { type: 'pcm', durationMs: 3000, chunkSizes: [480], chunkIntervalMs: 5 },
+    );
+    const perRequest: TtsUsage[][] = [[], [], [], []];
+    const onUsage = (i: number) => (u: TtsUsage) => perRequest[i]!.push(u);
+
+    await collect(tts.synthesize(TEXT, { onUsage: onUsage(0) }));
+    await ttsErrorOf(collect(tts.synthesize(TEXT, { onUsage: onUsage(1) })));
+    const controller = new AbortController();
+    await ttsErrorOf(
+      (async () => {
+        for await (const chunk of tts.synthesize(TEXT, { signal: controller.signal, onUsage: onUsage(2) })) {
+          if (chunk.length > 0) controller.abort();
+        }
+      })(),
+    );
+    for await (const chunk of tts.synthesize(TEXT, { onUsage: onUsage(3) })) {
+      if (chunk.length > 0) break;
+    }
+
+    expect(perRequest.map((list) => list.map((u) => u.outcome))).toEqual([
+      ['complete'],
+      ['failed'],
+      ['aborted'],
+      ['aborted'],
+    ]);
+    expect(perRequest[0]![0]!.audioSeconds).toBeCloseTo(0.2);
+    // The client-level sink heard the same four, and the same objects.
+    expect(usage).toEqual(perRequest.flat());
+  });
+
+  it('a throwing per-request sink neither breaks the audio nor silences the client-level sink', async () => {
+    const { samples } = await collect(
+      tts.synthesize(TEXT, {
+        onUsage: () => {
+          throw new Error('sink down');
+        },
+      }),
+    );
+    expect(samples.length).toBeGreaterThan(0);
+    expect(usage).toHaveLength(1);
+  });
+
+  it('isTtsAbort tells a caller abort from a failure', async () => {
+    const controller = new AbortController();
+    controller.abort();
+    const aborted = await ttsErrorOf(collect(tts.synthesize(TEXT, { signal: controller.signal })));
+    expect(isTtsAbort(aborted)).toBe(true);
+    server.scriptSpeech({ type: 'error', status: 500 });
+    expect(isTtsAbort(await ttsErrorOf(collect(tts.synthesize(TEXT))))).toBe(false);
+    expect(isTtsAbort(new Error('ERR_TTS_ABORTED'))).toBe(false);
+    expect(isTtsAbort(new DOMException('aborted', 'AbortError'))).toBe(false);
   });
 });

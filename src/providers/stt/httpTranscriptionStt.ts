@@ -134,23 +134,26 @@ function openSession(
   };
 
   const reportUsage = (bytes: number, usage: Transcription['usage']) => {
-    if (options.onUsage === undefined) return;
+    if (options.onUsage === undefined && callbacks.onUsage === undefined) return;
     const audioSeconds = bytes / MULAW_BYTES_PER_SECOND;
-    try {
-      options.onUsage({
-        provider: 'openai',
-        model,
-        audioSeconds,
-        costUsd: sttCostUsd(model, audioSeconds),
-        reported:
-          usage?.type === 'tokens'
-            ? { type: 'tokens', inputTokens: usage.input_tokens, outputTokens: usage.output_tokens }
-            : usage?.type === 'duration'
-              ? { type: 'duration', seconds: usage.seconds }
-              : null,
-      });
-    } catch {
-      // A failing cost sink must not lose the transcript.
+    const report: SttUsage = {
+      provider: 'openai',
+      model,
+      audioSeconds,
+      costUsd: sttCostUsd(model, audioSeconds),
+      reported:
+        usage?.type === 'tokens'
+          ? { type: 'tokens', inputTokens: usage.input_tokens, outputTokens: usage.output_tokens }
+          : usage?.type === 'duration'
+            ? { type: 'duration', seconds: usage.seconds }
+            : null,
+    };
+    for (const sink of [options.onUsage, callbacks.onUsage]) {
+      try {
+        sink?.(report);
+      } catch {
+        // A failing cost sink must not lose the transcript.
+      }
     }
   };
 

@@ -166,17 +166,21 @@ function openSession(setup: {
   const report = (reported: SttUsage['reported']) => {
     const audioSeconds = unreportedBytes / MULAW_BYTES_PER_SECOND;
     unreportedBytes = 0;
-    if (options.onUsage === undefined || (audioSeconds === 0 && reported === null)) return;
-    try {
-      options.onUsage({
-        provider: 'openai',
-        model,
-        audioSeconds,
-        costUsd: sttCostUsd(model, audioSeconds),
-        reported,
-      });
-    } catch {
-      // A failing cost sink must not take the call's audio down with it.
+    if (options.onUsage === undefined && callbacks.onUsage === undefined) return;
+    if (audioSeconds === 0 && reported === null) return;
+    const usage: SttUsage = {
+      provider: 'openai',
+      model,
+      audioSeconds,
+      costUsd: sttCostUsd(model, audioSeconds),
+      reported,
+    };
+    for (const sink of [options.onUsage, callbacks.onUsage]) {
+      try {
+        sink?.(usage);
+      } catch {
+        // A failing cost sink must not take the call's audio down with it.
+      }
     }
   };
 

@@ -64,6 +64,11 @@ export interface SttCallbacks {
   readonly onFinal: (text: string, info: SttFinalInfo) => void;
   /** Failures. When `err.fatal` is true the session is over; otherwise it carries on. */
   readonly onError: (err: SttError) => void;
+  /**
+   * Audio billed by this session: the same reports as the provider-level `onUsage` option, for the
+   * call that owns the session (cost events need its call id). A throw is swallowed.
+   */
+  readonly onUsage?: (usage: SttUsage) => void;
 }
 
 export interface SttStats {

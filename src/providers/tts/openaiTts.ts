@@ -190,23 +190,27 @@ export function createOpenAiTts(options: OpenAiTtsOptions): TtsClient {
       }
 
       const reportUsage = (end: 'complete' | 'aborted' | 'failed', ms: number) => {
-        if (options.onUsage === undefined) return;
+        if (options.onUsage === undefined && request.onUsage === undefined) return;
         const audioSeconds = samples / OPENAI_PCM_SAMPLE_RATE;
         const cost = ttsCostUsd(model, { characters: text.length, audioSeconds });
-        try {
-          options.onUsage({
-            provider: 'openai',
-            model,
-            voice,
-            characters: text.length,
-            audioSeconds,
-            costUsd: cost?.costUsd ?? null,
-            estimated: cost === null ? true : cost.estimated || end !== 'complete',
-            outcome: end,
-            durationMs: ms,
-          });
-        } catch {
-          // A failing cost sink must not break the audio.
+        const usage: TtsUsage = {
+          provider: 'openai',
+          model,
+          voice,
+          characters: text.length,
+          audioSeconds,
+          costUsd: cost?.costUsd ?? null,
+          estimated: cost === null ? true : cost.estimated || end !== 'complete',
+          outcome: end,
+          durationMs: ms,
+        };
+        // A failing cost sink must not break the audio, nor keep the other sink from hearing of it.
+        for (const sink of [options.onUsage, request.onUsage]) {
+          try {
+            sink?.(usage);
+          } catch {
+            // Dropped: cost reporting is best effort from here.
+          }
         }
       };
 

@@ -37,6 +37,14 @@ export class TtsError extends AppError {
   }
 }
 
+/**
+ * Whether `err` ends a synthesis its caller aborted through the request's signal, as opposed to a
+ * failure: callers that abort on purpose (barge-in, hang-up) end quietly on it.
+ */
+export function isTtsAbort(err: unknown): boolean {
+  return err instanceof TtsError && err.code === 'ERR_TTS_ABORTED';
+}
+
 export interface TtsRequest {
   /** Overrides the client's default voice. */
   readonly voice?: string;
@@ -48,6 +56,12 @@ export interface TtsRequest {
   readonly signal?: AbortSignal;
   /** Called once, with ms from the request to the first audio byte. */
   readonly onFirstByte?: (ms: number) => void;
+  /**
+   * This synthesis's usage, reported once when its stream ends, however it ends (complete, failed,
+   * aborted, or left early by the consumer), in addition to the client-level `onUsage`. Not called
+   * when no request was sent: empty text, input over the limit, or a stream never iterated.
+   */
+  readonly onUsage?: (usage: TtsUsage) => void;
 }
 
 export interface TtsStats {

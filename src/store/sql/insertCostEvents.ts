@@ -1,6 +1,6 @@
 /**
  * The one statement that writes cost events: a multi-row INSERT from arrays (`unnest`), so a batch
- * of any size is one round trip with eighteen parameters, and `ON CONFLICT (id) DO NOTHING`, so a
+ * of any size is one round trip with nineteen parameters, and `ON CONFLICT (id) DO NOTHING`, so a
  * retried batch or a replayed spool stores each event once. (COPY would be faster but cannot skip
  * duplicates.)
  */
@@ -11,12 +11,14 @@ const INSERT_SQL = `
 WITH inserted AS (
   INSERT INTO cost_events (
     id, at, company_id, call_id, call_sid, turn, purpose, tier, action, provider, model,
-    input_tokens, output_tokens, duration_ms, cost_usd, estimated, price_version, time_saved_ms
+    input_tokens, output_tokens, duration_ms, cost_usd, estimated, price_version, time_saved_ms,
+    audio_ms
   )
   SELECT * FROM unnest(
     $1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::integer[], $7::text[],
     $8::smallint[], $9::text[], $10::text[], $11::text[], $12::integer[], $13::integer[],
-    $14::integer[], $15::numeric[], $16::boolean[], $17::text[], $18::integer[]
+    $14::integer[], $15::numeric[], $16::boolean[], $17::text[], $18::integer[],
+    $19::integer[]
   )
   ON CONFLICT (id) DO NOTHING
   RETURNING 1
@@ -34,7 +36,7 @@ function int(value: number | null): number | null {
  */
 export async function insertCostEvents(db: Queryable, events: readonly CostEvent[]): Promise<number> {
   if (events.length === 0) return 0;
-  const columns: unknown[][] = Array.from({ length: 18 }, () => new Array<unknown>(events.length));
+  const columns: unknown[][] = Array.from({ length: 19 }, () => new Array<unknown>(events.length));
   events.forEach((e, i) => {
     const values = [
       e.id,
@@ -56,6 +58,8 @@ export async function insertCostEvents(db: Queryable, events: readonly CostEvent
       e.estimated,
       e.priceVersion,
       int(e.timeSavedMs),
+      // Spooled before the column existed: absent.
+      int(e.audioMs ?? null),
     ];
     values.forEach((v, c) => (columns[c]![i] = v));
   });

@@ -1,0 +1,483 @@
+/**
+ * Media Streams end to end: the real server, acting as Twilio over the real `<Connect><Stream>`
+ * socket, with the real STT client against the fake realtime transcription server, the real TTS
+ * client against the fake speech endpoint and (for Tier 3) the real OpenAI SDK against the fake
+ * chat server. Audio is sent faster than real time: both VADs count audio time, not wall time.
+ */
+import { randomBytes } from 'node:crypto';
+import { afterEach, describe, expect, test } from 'vitest';
+import { WebSocket } from 'ws';
+import { encodeMulaw, MULAW_SILENCE } from '../../src/audio/mulaw.ts';
+import { createLocalEmbedder } from '../../src/routing/localEmbedder.ts';
+import { twilioSignature } from '../../src/twilio/signature.ts';
+import { startFakeAudioServer, toneSamples } from '../fakes/fakeAudioServer.ts';
+import type { FakeAudioServer } from '../fakes/fakeAudioServer.ts';
+import { startFakeOpenAiServer } from '../fakes/fakeOpenAiServer.ts';
+import type { FakeServer } from '../fakes/fakeOpenAiServer.ts';
+import { startFakeRealtimeServer } from '../fakes/fakeRealtimeServer.ts';
+import type { FakeRealtimeServer } from '../fakes/fakeRealtimeServer.ts';
+import { startFakeTwilioApi } from '../fakes/fakeTwilioApi.ts';
+import type { FakeTwilioApi } from '../fakes/fakeTwilioApi.ts';
+import { demoCompany, startTestApp } from '../support/testApp.ts';
+import type { TestApp } from '../support/testApp.ts';
+
+const DEMO = '+15550100100';
+const AUTH_TOKEN = 'test-auth-token-0123456789abcdef';
+const ACCOUNT_SID = `AC${'1'.repeat(32)}`;
+
+let app: TestApp | null = null;
+const closers: Array<() => Promise<unknown>> = [];
+
+afterEach(async () => {
+  await app?.stop();
+  app = null;
+  for (const close of closers.splice(0)) await close();
+});
+
+interface Fakes {
+  stt: FakeRealtimeServer;
+  tts: FakeAudioServer;
+}
+
+async function startFakes(): Promise<Fakes> {
+  const stt = await startFakeRealtimeServer({ apiKey: 'sk-test', silenceMsToStop: 200 });
+  const tts = await startFakeAudioServer();
+  closers.push(
+    () => stt.close(),
+    () => tts.close(),
+  );
+  return { stt, tts };
+}
+
+function mediaEnv(f: Fakes, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    STT_PROVIDER: 'openai-realtime',
+    STT_API_KEY: 'sk-test',
+    STT_BASE_URL: f.stt.baseURL,
+    TTS_PROVIDER: 'openai',
+    TTS_API_KEY: 'sk-test',
+    TTS_BASE_URL: f.tts.baseURL,
+    ...extra,
+  };
+}
+
+const tone = (() => {
+  const samples = toneSamples(20, 300, 8000, 9000);
+  const out = new Uint8Array(160);
+  encodeMulaw(samples, out);
+  return Buffer.from(out).toString('base64');
+})();
+const silence = Buffer.alloc(160, MULAW_SILENCE).toString('base64');
+
+type Outbound = Record<string, unknown> & { event: string; streamSid?: string };
+
+/** Twilio's side of one call: the webhook, the stream socket, frames in order. */
+class TwilioSide {
+  readonly callSid = `CA${randomBytes(16).toString('hex')}`;
+  readonly streamSid = `MZ${randomBytes(16).toString('hex')}`;
+  readonly received: Outbound[] = [];
+  ws: WebSocket | null = null;
+  closed: { code: number; reason: string } | null = null;
+  streamUrl = '';
+  parameters: Record<string, string> = {};
+  twiml = '';
+  /** Echo marks back as soon as they arrive (audio "played" instantly). */
+  echoMarks = true;
+  #seq = 0;
+  #chunk = 0;
+  #waiters: Array<() => void> = [];
+
+  readonly baseUrl: string;
+  readonly authToken: string | undefined;
+
+  constructor(baseUrl: string, authToken?: string) {
+    this.baseUrl = baseUrl;
+    this.authToken = authToken;
+  }
+
+  async webhook(): Promise<string> {
+    const params = { CallSid: this.callSid, AccountSid: ACCOUNT_SID, From: '+15555550123', To: DEMO };
+    const url = `${this.baseUrl}/twilio/voice`;
+    const res = await fetch(url, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/x-www-form-urlencoded',
+        ...(this.authToken ? { 'x-twilio-signature': twilioSignature(this.authToken, url, params) } : {}),
+      },
+      body: new URLSearchParams(params).toString(),
+    });
+    this.twiml = await res.text();
+    const stream = /<Stream url="([^"]+)"/.exec(this.twiml);
+    if (stream) this.streamUrl = stream[1]!.replace(/&amp;/g, '&');
+    for (const m of this.twiml.matchAll(/<Parameter name="([^"]+)" value="([^"]+)"\/>/g))
+      this.parameters[m[1]!] = m[2]!;
+    return this.twiml;
+  }
+
+  /** Opens the stream socket; resolves to the HTTP status when the upgrade is refused. */
+  open(options: { url?: string; signature?: string; trace?: boolean } = {}): Promise<number | null> {
+    const url = options.url ?? this.streamUrl;
+    const headers: Record<string, string> = {};
+    if (options.trace !== false) headers['x-switchboard-trace'] = '1';
+    const sig = options.signature ?? (this.authToken ? twilioSignature(this.authToken, url, {}) : undefined);
+    if (sig !== undefined) headers['x-twilio-signature'] = sig;
+    const ws = new WebSocket(url, { headers, perMessageDeflate: false });
+    this.ws = ws;
+    ws.on('message', (data) => {
+      const frame = JSON.parse((data as Buffer).toString('utf8')) as Outbound;
+      this.received.push(frame);
+      if (frame.event === 'mark' && this.echoMarks) this.send({ event: 'mark', mark: frame['mark'] });
+      for (const w of this.#waiters.splice(0)) w();
+    });
+    ws.on('close', (code, reason) => {
+      this.closed = { code, reason: reason.toString() };
+      for (const w of this.#waiters.splice(0)) w();
+    });
+    return new Promise((resolve) => {
+      ws.once('open', () => resolve(null));
+      ws.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+      ws.once('error', () => resolve(-1));
+    });
+  }
+
+  send(frame: Record<string, unknown>): void {
+    if (this.ws?.readyState !== WebSocket.OPEN) return;
+    const numbered = frame.event === 'connected' ? frame : { sequenceNumber: String(++this.#seq), ...frame };
+    this.ws.send(
+      JSON.stringify({ ...numbered, ...(frame.event === 'connected' ? {} : { streamSid: this.streamSid }) }),
+    );
+  }
+
+  start(callSid = this.callSid, parameters = this.parameters): void {
+    this.send({ event: 'connected', protocol: 'Call', version: '1.0.0' });
+    this.send({
+      event: 'start',
+      start: {
+        accountSid: ACCOUNT_SID,
+        streamSid: this.streamSid,
+        callSid,
+        tracks: ['inbound'],
+        customParameters: parameters,
+        mediaFormat: { encoding: 'audio/x-mulaw', sampleRate: 8000, channels: 1 },
+      },
+    });
+  }
+
+  audio(payload: string, frames: number): void {
+    for (let i = 0; i < frames; i++) {
+      this.#chunk += 1;
+      this.send({
+        event: 'media',
+        media: { track: 'inbound', chunk: String(this.#chunk), timestamp: String(this.#chunk * 20), payload },
+      });
+    }
+  }
+
+  /** Speech (loud tone) then enough silence for both VADs to hear its end. */
+  utter(speechMs = 600, silenceMs = 400): void {
+    this.audio(tone, speechMs / 20);
+    this.audio(silence, silenceMs / 20);
+  }
+
+  stop(): void {
+    this.send({ event: 'stop', stop: { accountSid: ACCOUNT_SID, callSid: this.callSid } });
+  }
+
+  of(event: string): Outbound[] {
+    return this.received.filter((f) => f.event === event);
+  }
+
+  async until(predicate: () => boolean, timeoutMs = 5000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!predicate()) {
+      if (Date.now() > deadline) throw new Error('timed out waiting');
+      await new Promise<void>((resolve) => {
+        this.#waiters.push(resolve);
+        setTimeout(resolve, 50);
+      });
+    }
+  }
+}
+
+async function mediaApp(f: Fakes, options: Parameters<typeof startTestApp>[0] = {}): Promise<TestApp> {
+  return startTestApp({
+    ...options,
+    env: { ...mediaEnv(f), ...options.env },
+    app: { media: { startTimeoutMs: 1000, heartbeatMs: 60_000 }, ...options.app },
+  });
+}
+
+/** Connects, starts, and waits for the greeting's audio and its mark. */
+async function connectCall(t: TwilioSide): Promise<void> {
+  await t.webhook();
+  expect(await t.open()).toBeNull();
+  t.start();
+  await t.until(() => t.of('switchboard.heard').length >= 1);
+}
+
+describe('the webhook', () => {
+  test('answers <Connect><Stream> with the token in the path and as a <Parameter> when STT and TTS are configured', async () => {
+    const f = await startFakes();
+    app = await mediaApp(f, { env: { PUBLIC_BASE_URL: 'https://voice.example.com' } });
+    const t = new TwilioSide(app.server.url);
+    const twiml = await t.webhook();
+    expect(twiml).toContain('<Connect action="https://voice.example.com/twilio/connect-action">');
+    expect(t.streamUrl).toMatch(/^wss:\/\/voice\.example\.com\/twilio\/media\/[\w.-]+$/);
+    expect(t.streamUrl).not.toContain('?');
+    expect(t.parameters['company']).toBe('riverside-plumbing');
+    expect(t.streamUrl.endsWith(`/${t.parameters['token']}`)).toBe(true);
+  });
+
+  test('keeps ConversationRelay for a company that asks for it, and without STT/TTS', async () => {
+    const f = await startFakes();
+    const company = await demoCompany();
+    (company['voice'] as Record<string, unknown>)['transport'] = 'relay';
+    app = await mediaApp(f, { company });
+    expect(await new TwilioSide(app.server.url).webhook()).toContain('<ConversationRelay');
+    await app.stop();
+    app = await startTestApp();
+    expect(await new TwilioSide(app.server.url).webhook()).toContain('<ConversationRelay');
+  });
+});
+
+describe('the upgrade', () => {
+  test('refuses a bad signature, a replayed token and a relay token before the socket exists', async () => {
+    const f = await startFakes();
+    app = await mediaApp(f, { env: { TWILIO_AUTH_TOKEN: AUTH_TOKEN } });
+    const t = new TwilioSide(app.server.url, AUTH_TOKEN);
+    await t.webhook();
+    const local = t.streamUrl.replace(/^wss?:\/\/[^/]+/, app.server.url.replace('http', 'ws'));
+    // Signed for the URL the server reconstructs from its Host header.
+    expect(await t.open({ url: local, signature: 'not-a-signature' })).toBe(403);
+    expect(await t.open({ url: local, signature: twilioSignature(AUTH_TOKEN, local, {}) })).toBeNull();
+    t.ws!.close();
+    // The token was spent by the first accepted upgrade.
+    const replay = new TwilioSide(app.server.url, AUTH_TOKEN);
+    expect(await replay.open({ url: local, signature: twilioSignature(AUTH_TOKEN, local, {}) })).toBe(403);
+    // A ConversationRelay token does not open a media socket.
+    const relayToken = local.replace(/\/twilio\/media\/.*/, '/twilio/media/forged.token');
+    expect(
+      await replay.open({ url: relayToken, signature: twilioSignature(AUTH_TOKEN, relayToken, {}) }),
+    ).toBe(403);
+    expect(app.engine.liveCalls).toBe(0);
+  });
+
+  test('closes a socket whose start carries another CallSid', async () => {
+    const f = await startFakes();
+    app = await mediaApp(f);
+    const t = new TwilioSide(app.server.url);
+    await t.webhook();
+    expect(await t.open()).toBeNull();
+    t.start(`CA${'f'.repeat(32)}`);
+    await t.until(() => t.closed !== null);
+    expect(t.closed).toEqual({ code: 1008, reason: 'call mismatch' });
+    expect(app.engine.liveCalls).toBe(0);
+  });
+});
+
+describe('a call', () => {
+  test('greets, hears the caller through STT, answers with audio on the right streamSid, records costs, and cleans up on stop', async () => {
+    const f = await startFakes();
+    f.stt.script('How much do you charge to come out?');
+    app = await mediaApp(f);
+    const t = new TwilioSide(app.server.url);
+    await connectCall(t);
+
+    const greeting = t.of('switchboard.heard')[0]!;
+    expect(greeting).toMatchObject({ turn: 0, interrupted: false });
+    expect(String(greeting['heard'])).toContain('Riverside');
+    const media = t.of('media');
+    expect(media.length).toBeGreaterThan(10);
+    for (const m of media) {
+      expect(m.streamSid).toBe(t.streamSid);
+      const payload = (m['media'] as { payload: string }).payload;
+      expect(Buffer.from(payload, 'base64')).toHaveLength(160);
+    }
+    // The mark follows the greeting's audio.
+    const firstMark = t.received.findIndex((m) => m.event === 'mark');
+    expect(firstMark).toBeGreaterThan(t.received.findIndex((m) => m.event === 'media'));
+
+    t.utter();
+    await t.until(() => t.of('switchboard.turn').length >= 1);
+    const turn = (t.of('switchboard.turn')[0]!['trace'] as { record: Record<string, unknown> }).record;
+    expect(turn).toMatchObject({ utterance: 'How much do you charge to come out?', tier: 2 });
+    await t.until(() => t.of('switchboard.heard').length >= 2);
+    const audio = t.of('switchboard.audio').at(-1)!;
+    expect(audio).toMatchObject({ turn: 1 });
+    expect(audio['speechStoppedToFirstAudioMs']).toEqual(expect.any(Number));
+    expect(t.of('switchboard.heard')[1]).toMatchObject({ turn: 1, heard: turn['reply'], interrupted: false });
+
+    const sttConnection = await f.stt.connection(0);
+    expect(sttConnection.appends.length).toBeGreaterThan(40);
+    expect(sttConnection.appends[0]).toBe(tone); // Twilio's payload, forwarded untouched
+
+    t.stop();
+    await t.until(() => app!.engine.liveCalls === 0);
+    await t.until(() => sttConnection.closed !== null);
+    expect(sttConnection.closed?.by).toBe('client');
+    const stt = app.ledger.recent().filter((e) => e.purpose === 'stt');
+    expect(stt.length).toBeGreaterThan(0);
+    expect(stt.reduce((ms, e) => ms + (e.audioMs ?? 0), 0)).toBeGreaterThanOrEqual(1000);
+    expect(stt.every((e) => e.callSid === t.callSid)).toBe(true);
+    expect(app.ledger.recent().some((e) => e.purpose === 'tts' && (e.audioMs ?? 0) > 0)).toBe(true);
+  });
+
+  test('a barge-in mid-reply sends clear at once, ignores the marks from before it and records that nothing was heard', async () => {
+    const f = await startFakes();
+    f.stt.script('How much do you charge to come out?', 'hello');
+    app = await mediaApp(f);
+    const t = new TwilioSide(app.server.url);
+    await connectCall(t);
+    t.echoMarks = false; // the caller is still hearing the reply
+    t.utter();
+    await t.until(() => t.of('switchboard.audio').some((a) => a['turn'] === 1));
+    await t.until(() => t.of('mark').length >= 2);
+    const staleMark = t.of('mark').at(-1)!['mark'];
+    const cutAt = t.received.length;
+    t.utter(300, 0);
+    await t.until(() => t.of('clear').length >= 1);
+    expect(t.received.slice(cutAt).some((m) => m.event === 'clear')).toBe(true);
+    await t.until(() => t.of('switchboard.heard').some((h) => h['interrupted'] === true));
+    expect(t.of('switchboard.heard').find((h) => h['interrupted'] === true)).toMatchObject({
+      turn: 1,
+      heard: '',
+    });
+    // Twilio echoes the marks of the audio it cleared: they must not count as heard.
+    t.send({ event: 'mark', mark: staleMark });
+    t.audio(silence, 20);
+    await t.until(() => t.of('switchboard.turn').length >= 2);
+    const heardReports = t.of('switchboard.heard').filter((h) => h['turn'] === 1);
+    expect(heardReports).toHaveLength(1);
+    t.stop();
+  });
+
+  test('DTMF 0 speaks the transfer line, leaves a handoff note and ends the stream; the action webhook dials', async () => {
+    const f = await startFakes();
+    app = await mediaApp(f);
+    const t = new TwilioSide(app.server.url);
+    await connectCall(t);
+    t.send({ event: 'dtmf', dtmf: { track: 'inbound_track', digit: '0' } });
+    await t.until(() => t.closed !== null);
+    expect(t.closed?.code).toBe(1000);
+    expect(t.of('switchboard.heard').at(-1)!['heard']).toContain('transfer');
+    const params = { CallSid: t.callSid, AccountSid: ACCOUNT_SID, To: DEMO };
+    const res = await fetch(`${app.server.url}/twilio/connect-action`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams(params).toString(),
+    });
+    expect(await res.text()).toMatch(/<Dial>\+1\d+<\/Dial>/);
+    // The note is taken once: a second request hangs up.
+    const again = await fetch(`${app.server.url}/twilio/connect-action`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams(params).toString(),
+    });
+    expect(await again.text()).toContain('<Hangup/>');
+  });
+
+  test('with Twilio credentials, a transfer updates the live call through the REST API', async () => {
+    const f = await startFakes();
+    const api: FakeTwilioApi = await startFakeTwilioApi({ accountSid: ACCOUNT_SID, authToken: AUTH_TOKEN });
+    closers.push(() => api.close());
+    app = await mediaApp(f, {
+      env: {
+        TWILIO_ACCOUNT_SID: ACCOUNT_SID,
+        TWILIO_AUTH_TOKEN: AUTH_TOKEN,
+        TWILIO_API_BASE_URL: api.baseUrl,
+      },
+    });
+    const t = new TwilioSide(app.server.url, AUTH_TOKEN);
+    await t.webhook();
+    const local = t.streamUrl.replace(/^wss?:\/\/[^/]+/, app.server.url.replace('http', 'ws'));
+    expect(await t.open({ url: local, signature: twilioSignature(AUTH_TOKEN, local, {}) })).toBeNull();
+    t.start();
+    await t.until(() => t.of('switchboard.heard').length >= 1);
+    t.send({ event: 'dtmf', dtmf: { track: 'inbound_track', digit: '0' } });
+    await t.until(() => t.closed !== null);
+    expect(api.requests).toHaveLength(1);
+    expect(api.requests[0]).toMatchObject({ callSid: t.callSid });
+    expect(JSON.stringify(api.requests[0])).toContain('<Dial>');
+  });
+});
+
+describe('LLM replies', () => {
+  let llm: FakeServer | null = null;
+  afterEach(async () => {
+    await llm?.close();
+    llm = null;
+  });
+
+  test('stream to TTS sentence by sentence: the first audio leaves before the answer is complete', async () => {
+    const f = await startFakes();
+    f.stt.script('Can you tell me something funny about plumbers?');
+    llm = await startFakeOpenAiServer();
+    llm.script({
+      type: 'text',
+      text: 'Ha, plumbers never leak a secret. Now, how can I help with your plumbing today? I am listening.',
+      firstTokenDelayMs: 20,
+      tokenIntervalMs: 60,
+    });
+    const company = await demoCompany();
+    const c = company as { understanding?: unknown; gatekeeper: Record<string, unknown>; warmup?: unknown };
+    c.understanding = { mode: 'rules' };
+    c.gatekeeper['enableLLMFallback'] = true;
+    c.gatekeeper['llm'] = { providers: ['openai:gpt-4o-mini'], timeoutMs: 10_000 };
+    c.warmup = { enabled: false };
+    app = await mediaApp(f, {
+      company,
+      env: { OPENAI_API_KEY: 'sk-test', OPENAI_BASE_URL: llm.baseURL, AUDIO_CACHE_MB: '0' },
+      app: { embedder: createLocalEmbedder() },
+    });
+    const t = new TwilioSide(app.server.url);
+    await connectCall(t);
+    const ttsBefore = f.tts.speechRequests.length;
+    t.utter();
+    await t.until(() => t.of('switchboard.audio').length >= 2, 10_000);
+    // The LLM was still streaming when the first sentence's audio went out.
+    expect(llm.requests.at(-1)!.settledAtMs).toBeNull();
+    await t.until(() => t.of('switchboard.heard').length >= 2, 10_000);
+    const texts = f.tts.speechRequests.slice(ttsBefore).map((r) => String(r.body['input']));
+    expect(texts.length).toBeGreaterThanOrEqual(2);
+    expect(texts[0]).toBe('Ha, plumbers never leak a secret.');
+    expect(t.of('switchboard.heard')[1]!['heard']).toBe(
+      'Ha, plumbers never leak a secret. Now, how can I help with your plumbing today? I am listening.',
+    );
+    t.stop();
+  });
+
+  test('a barge-in during a live reply aborts its TTS request on the wire', async () => {
+    const f = await startFakes();
+    f.stt.script('Can you tell me something funny about plumbers?');
+    llm = await startFakeOpenAiServer();
+    llm.script({ type: 'text', text: 'Plumbers are the unsung heroes of every home, and we love the work.' });
+    const company = await demoCompany();
+    const c = company as { understanding?: unknown; gatekeeper: Record<string, unknown>; warmup?: unknown };
+    c.understanding = { mode: 'rules' };
+    c.gatekeeper['enableLLMFallback'] = true;
+    c.gatekeeper['llm'] = { providers: ['openai:gpt-4o-mini'], timeoutMs: 10_000 };
+    c.warmup = { enabled: false };
+    app = await mediaApp(f, {
+      company,
+      env: { OPENAI_API_KEY: 'sk-test', OPENAI_BASE_URL: llm.baseURL, AUDIO_CACHE_MB: '0' },
+      app: { embedder: createLocalEmbedder() },
+    });
+    const t = new TwilioSide(app.server.url);
+    await connectCall(t);
+    t.echoMarks = false;
+    // The reply's speech streams slowly: 8 s of audio in 20 ms chunks.
+    f.tts.scriptSpeech({ type: 'pcm', durationMs: 8000, chunkIntervalMs: 20 });
+    const before = t.of('media').length;
+    t.utter();
+    await t.until(() => t.of('media').length > before + 10);
+    const live = f.tts.speechRequests.length - 1;
+    t.utter(300, 0);
+    await t.until(() => t.of('clear').length >= 1);
+    const cut = await f.tts.speechSettled(live);
+    expect(cut.clientWentAway).not.toBe('no');
+    expect(cut.bytesSent).toBeLessThan(cut.bytesPlanned);
+    const cancelled = app.ledger.recent().filter((e) => e.purpose === 'tts' && e.action === 'cancelled');
+    expect(cancelled.length).toBeGreaterThanOrEqual(1);
+    t.stop();
+  });
+});

@@ -1,0 +1,270 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import {
+  MAX_MEDIA_PAYLOAD_CHARS,
+  clearMessage,
+  isMediaFrame,
+  markMessage,
+  mediaFrameSchema,
+  mediaMessage,
+  parseMediaFrame,
+} from '../../src/twilio/mediaProtocol.ts';
+
+const SID = 'MZ18ad3ab5a668481ce02b83e7395059f0';
+const PAYLOAD = Buffer.alloc(160, 0x7f).toString('base64');
+
+/** The documented inbound messages (research/protocols.md §1.2). */
+const documented = {
+  connected: { event: 'connected', protocol: 'Call', version: '1.0.0' },
+  start: {
+    event: 'start',
+    sequenceNumber: '1',
+    start: {
+      accountSid: 'AC123',
+      streamSid: SID,
+      callSid: 'CA123',
+      tracks: ['inbound'],
+      customParameters: { token: 'abc' },
+      mediaFormat: { encoding: 'audio/x-mulaw', sampleRate: 8000, channels: 1 },
+    },
+    streamSid: SID,
+  },
+  media: {
+    event: 'media',
+    sequenceNumber: '4',
+    media: { track: 'inbound', chunk: '2', timestamp: '5', payload: PAYLOAD },
+    streamSid: SID,
+  },
+  dtmf: { event: 'dtmf', streamSid: SID, sequenceNumber: '5', dtmf: { track: 'inbound_track', digit: '1' } },
+  mark: { event: 'mark', sequenceNumber: '4', streamSid: SID, mark: { name: 'my label' } },
+  stop: {
+    event: 'stop',
+    sequenceNumber: '5',
+    stop: { accountSid: 'AC123', callSid: 'CA123' },
+    streamSid: SID,
+  },
+};
+
+describe('parseMediaFrame', () => {
+  it('accepts every documented inbound message', () => {
+    for (const [event, frame] of Object.entries(documented)) {
+      const parsed = parseMediaFrame(JSON.stringify(frame));
+      expect(parsed, event).toEqual({ ok: true, frame });
+    }
+  });
+
+  it('refuses malformed frames with a reason that never quotes the frame', () => {
+    const secret = '4111111111111111';
+    const bad: unknown[] = [
+      { ...documented.media, sequenceNumber: 4 }, // numeric fields arrive as strings
+      { ...documented.media, media: { ...documented.media.media, payload: `${secret}!` } },
+      { ...documented.media, media: { ...documented.media.media, payload: '' } },
+      { ...documented.media, media: { ...documented.media.media, payload: 'A' } },
+      { ...documented.media, media: { ...documented.media.media, payload: 'AAA==' } },
+      { ...documented.media, media: { ...documented.media.media, track: secret } },
+      { ...documented.media, streamSid: '' },
+      { ...documented.dtmf, dtmf: { track: 'inbound_track', digit: secret } },
+      { ...documented.dtmf, dtmf: { track: 'inbound_track', digit: 'E' } },
+      { ...documented.start, start: { ...documented.start.start, callSid: undefined } },
+      { ...documented.mark, mark: {} },
+      { ...documented.stop, stop: null },
+      [documented.media],
+      null,
+      secret,
+    ];
+    for (const frame of bad) {
+      const parsed = parseMediaFrame(JSON.stringify(frame));
+      expect(parsed.ok, JSON.stringify(frame)).toBe(false);
+      if (!parsed.ok) {
+        expect(parsed.reason).not.toContain(secret);
+        expect(parsed.unknownEvent).toBe(false);
+      }
+    }
+    expect(parseMediaFrame(`{"event":"media","payload":"${secret}`)).toEqual({
+      ok: false,
+      reason: 'not JSON',
+      unknownEvent: false,
+    });
+  });
+
+  it('tells an undocumented event apart from a malformed one', () => {
+    expect(parseMediaFrame('{"event":"transcription","text":"hi"}')).toEqual({
+      ok: false,
+      reason: 'unknown event',
+      unknownEvent: true,
+    });
+    expect(parseMediaFrame('{"event":7}')).toMatchObject({ ok: false, unknownEvent: false });
+  });
+
+  it('bounds the payload: base64 only, padded or not, at most MAX_MEDIA_PAYLOAD_CHARS', () => {
+    const media = (payload: string) =>
+      parseMediaFrame(JSON.stringify({ ...documented.media, media: { ...documented.media.media, payload } }))
+        .ok;
+    expect(media(PAYLOAD)).toBe(true);
+    expect(media(PAYLOAD.replace(/=+$/, ''))).toBe(true);
+    expect(media('A'.repeat(MAX_MEDIA_PAYLOAD_CHARS))).toBe(true);
+    expect(media('A'.repeat(MAX_MEDIA_PAYLOAD_CHARS + 4))).toBe(false);
+    expect(media(PAYLOAD.replace('f', '-'))).toBe(false); // base64url is not Twilio's alphabet
+    expect(media(`${PAYLOAD}\n`)).toBe(false);
+    expect(media('AA=A')).toBe(false);
+    expect(media('AAA===')).toBe(false);
+  });
+
+  it('never throws, whatever text arrives', () => {
+    fc.assert(
+      fc.property(fc.oneof(fc.string(), fc.json(), fc.string({ unit: 'binary' })), (text) => {
+        const parsed = parseMediaFrame(text);
+        expect(typeof parsed.ok).toBe('boolean');
+      }),
+      { numRuns: 2000 },
+    );
+  });
+});
+
+describe('isMediaFrame (the media fast path)', () => {
+  const digits = fc.stringMatching(/^[0-9]{1,16}$/);
+  const base64 = fc
+    .uint8Array({ minLength: 1, maxLength: 400 })
+    .chain((bytes) =>
+      fc.constantFrom(
+        Buffer.from(bytes).toString('base64'),
+        Buffer.from(bytes).toString('base64').replace(/=+$/, ''),
+      ),
+    );
+  const validFrame = fc.record({
+    event: fc.constant('media'),
+    sequenceNumber: digits,
+    streamSid: fc.string({ minLength: 1, maxLength: 64 }),
+    media: fc.record({
+      track: fc.constantFrom('inbound', 'outbound'),
+      chunk: digits,
+      timestamp: digits,
+      payload: base64,
+    }),
+  });
+  /** Values near what each field accepts, on both sides of every boundary. */
+  const oddValue = fc.oneof(
+    fc.constantFrom(
+      '',
+      '0',
+      '-1',
+      '1.5',
+      ' 1',
+      '1e3',
+      '٣', // an Arabic-Indic digit: not [0-9]
+      '0'.repeat(16),
+      '0'.repeat(17),
+      'media',
+      'inbound',
+      'INBOUND',
+      'AA==',
+      'AAA=',
+      'AAAA',
+      'A',
+      'AA=',
+      'A===',
+      'AB+/',
+      'AB-_',
+      'A'.repeat(MAX_MEDIA_PAYLOAD_CHARS),
+      'A'.repeat(MAX_MEDIA_PAYLOAD_CHARS + 1),
+      'A'.repeat(MAX_MEDIA_PAYLOAD_CHARS + 2),
+      'A'.repeat(MAX_MEDIA_PAYLOAD_CHARS + 3),
+      `${'A'.repeat(MAX_MEDIA_PAYLOAD_CHARS - 2)}==`,
+      `${'A'.repeat(MAX_MEDIA_PAYLOAD_CHARS + 2)}==`,
+      'x'.repeat(64),
+      'x'.repeat(65),
+      null,
+      true,
+      0,
+      7,
+      [],
+      {},
+    ),
+    fc.string({ maxLength: 20 }),
+    fc.string({ unit: 'grapheme', maxLength: 8 }),
+    fc.integer(),
+    fc.jsonValue({ maxDepth: 2 }),
+    fc.constant(undefined), // the key disappears once the frame goes through JSON
+  );
+  const fields = [
+    ['event'],
+    ['sequenceNumber'],
+    ['streamSid'],
+    ['media'],
+    ['media', 'track'],
+    ['media', 'chunk'],
+    ['media', 'timestamp'],
+    ['media', 'payload'],
+  ] as const;
+  /** A valid frame with one to three fields replaced by odd values (or removed). */
+  const mutatedFrame = fc
+    .tuple(
+      validFrame,
+      fc.array(fc.tuple(fc.constantFrom(...fields), oddValue), { minLength: 1, maxLength: 3 }),
+    )
+    .map(([frame, changes]) => {
+      const copy = structuredClone(frame) as Record<string, unknown>;
+      for (const [path, value] of changes) {
+        let target: Record<string, unknown> = copy;
+        if (path.length === 2) {
+          if (typeof copy.media !== 'object' || copy.media === null || Array.isArray(copy.media)) continue;
+          target = copy.media as Record<string, unknown>;
+        }
+        target[path.at(-1)!] = value;
+      }
+      return copy;
+    });
+  const extraKeys = validFrame.chain((frame) =>
+    fc.dictionary(fc.string({ maxLength: 10 }), fc.jsonValue({ maxDepth: 1 })).map((extra) => ({
+      ...extra,
+      ...frame,
+      media: { ...extra, ...frame.media },
+    })),
+  );
+
+  it('accepts exactly what the zod schema accepts, over many generated frames', () => {
+    let accepted = 0;
+    let refused = 0;
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          { arbitrary: validFrame, weight: 2 },
+          { arbitrary: extraKeys, weight: 1 },
+          { arbitrary: mutatedFrame, weight: 6 },
+          { arbitrary: fc.jsonValue(), weight: 1 },
+        ),
+        (value) => {
+          // What the socket delivers is JSON text: compare on what JSON.parse gives back.
+          const json: unknown = JSON.parse(JSON.stringify(value) ?? 'null');
+          const zod = mediaFrameSchema.safeParse(json).success;
+          expect(isMediaFrame(json)).toBe(zod);
+          if (zod) accepted++;
+          else refused++;
+        },
+      ),
+      { numRuns: 30_000 },
+    );
+    // Both sides of the boundary were exercised in earnest.
+    expect(accepted).toBeGreaterThan(5_000);
+    expect(refused).toBeGreaterThan(10_000);
+  });
+});
+
+describe('outbound messages', () => {
+  it('are the documented shapes, with the sid and mark name escaped', () => {
+    expect(JSON.parse(mediaMessage(SID, PAYLOAD))).toEqual({
+      event: 'media',
+      streamSid: SID,
+      media: { payload: PAYLOAD },
+    });
+    expect(JSON.parse(markMessage(SID, 'g1.0.0'))).toEqual({
+      event: 'mark',
+      streamSid: SID,
+      mark: { name: 'g1.0.0' },
+    });
+    expect(JSON.parse(clearMessage(SID))).toEqual({ event: 'clear', streamSid: SID });
+    const odd = 'a"b\\c\n';
+    expect(JSON.parse(markMessage(odd, odd))).toEqual({ event: 'mark', streamSid: odd, mark: { name: odd } });
+    expect(JSON.parse(mediaMessage(odd, 'AA=='))).toMatchObject({ streamSid: odd });
+  });
+});
