@@ -401,6 +401,32 @@ describe('a call', () => {
   });
 });
 
+describe('batch transcription (a local whisper server)', () => {
+  test('segments the caller with the local VAD and sends each utterance as a WAV', async () => {
+    const f = await startFakes();
+    f.tts.scriptTranscriptions({ type: 'text', text: 'How much do you charge to come out?' });
+    app = await mediaApp(f, {
+      env: { STT_PROVIDER: 'openai-transcriptions', STT_BASE_URL: f.tts.baseURL, STT_API_KEY: '' },
+    });
+    const t = new TwilioSide(app.server.url);
+    await connectCall(t);
+    t.audio(silence, 25); // the line's noise floor, as on a real call before anyone speaks
+    t.utter(600, 600);
+    await t.until(() => t.of('switchboard.turn').length >= 1);
+    const turn = (t.of('switchboard.turn')[0]!['trace'] as { record: Record<string, unknown> }).record;
+    expect(turn).toMatchObject({ utterance: 'How much do you charge to come out?', tier: 2 });
+    const upload = await f.tts.transcriptionSettled(0);
+    expect(upload.wav).toMatchObject({ sampleRate: 8000, channels: 1 });
+    // The utterance, with a little audio either side: not the silence before or after it.
+    const seconds = upload.wav!.samples.length / 8000;
+    expect(seconds).toBeGreaterThan(0.5);
+    expect(seconds).toBeLessThan(1.5);
+    t.stop();
+    await t.until(() => app!.engine.liveCalls === 0);
+    expect(app.ledger.recent().some((e) => e.purpose === 'stt' && (e.audioMs ?? 0) > 0)).toBe(true);
+  });
+});
+
 describe('LLM replies', () => {
   let llm: FakeServer | null = null;
   afterEach(async () => {
