@@ -9,6 +9,7 @@ import { afterEach, describe, expect, test } from 'vitest';
 import { WebSocket } from 'ws';
 import { encodeMulaw, MULAW_SILENCE } from '../../src/audio/mulaw.ts';
 import { createLocalEmbedder } from '../../src/routing/localEmbedder.ts';
+import { getCall, listCalls } from '../../src/store/callRecords.ts';
 import { twilioSignature } from '../../src/twilio/signature.ts';
 import { startFakeAudioServer, toneSamples } from '../fakes/fakeAudioServer.ts';
 import type { FakeAudioServer } from '../fakes/fakeAudioServer.ts';
@@ -320,6 +321,27 @@ describe('a call', () => {
     expect(stt.reduce((ms, e) => ms + (e.audioMs ?? 0), 0)).toBeGreaterThanOrEqual(1000);
     expect(stt.every((e) => e.callSid === t.callSid)).toBe(true);
     expect(app.ledger.recent().some((e) => e.purpose === 'tts' && (e.audioMs ?? 0) > 0)).toBe(true);
+  });
+
+  test('stores what the caller heard with the turn', async () => {
+    const f = await startFakes();
+    f.stt.script('How much do you charge to come out?');
+    app = await mediaApp(f, { app: { db: undefined } }); // the embedded database
+    const t = new TwilioSide(app.server.url);
+    await connectCall(t);
+    t.utter();
+    await t.until(() => t.of('switchboard.heard').length >= 2);
+    t.stop();
+    await t.until(() => app!.engine.liveCalls === 0);
+    await app.recorder!.flush();
+    const [call] = await listCalls(app.db!, { companyId: 'riverside-plumbing' });
+    const stored = await getCall(app.db!, call!.id);
+    expect(stored?.turns[0]).toMatchObject({
+      turn: 1,
+      heard: t.of('switchboard.heard')[1]!['heard'],
+      interrupted: false,
+    });
+    expect(stored?.turns[0]?.heard).toMatch(/\w/);
   });
 
   test('a barge-in mid-reply sends clear at once, ignores the marks from before it and records that nothing was heard', async () => {

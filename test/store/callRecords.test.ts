@@ -165,6 +165,29 @@ describe('call recorder', () => {
     expect(found?.call).toMatchObject({ turns: 1, endReason: 'shutdown' });
   });
 
+  it('completes a turn with what the caller heard, in the same batch or a later one', async () => {
+    const rec = createCallRecorder({ db: t.db, log: silentLog });
+    rec.recordCallStarted({
+      callId: 'call-h',
+      companyId: 'acme',
+      callSid: null,
+      startedAt: '2026-11-01T12:00:00Z',
+    });
+    rec.recordTurn({ callId: 'call-h', companyId: 'acme', record: turn(1), latencyMs: 10 });
+    rec.recordHeard({ callId: 'call-h', turn: 1, heard: 'First sentence.', interrupted: true });
+    rec.recordTurn({ callId: 'call-h', companyId: 'acme', record: turn(2), latencyMs: 10 });
+    await rec.flush();
+    rec.recordHeard({ callId: 'call-h', turn: 2, heard: 'All of it.', interrupted: false });
+    // A report for a turn never recorded (the greeting) changes nothing.
+    rec.recordHeard({ callId: 'call-h', turn: 0, heard: 'Hello.', interrupted: false });
+    await rec.close();
+    const found = await getCall(t.db, 'call-h');
+    expect(found?.turns.map((x) => [x.turn, x.heard, x.interrupted])).toEqual([
+      [1, 'First sentence.', true],
+      [2, 'All of it.', false],
+    ]);
+  });
+
   it('lists a company’s calls newest first, by page', async () => {
     const rec = createCallRecorder({ db: t.db, log: silentLog, batchSize: 3 });
     for (let i = 0; i < 7; i += 1) {
