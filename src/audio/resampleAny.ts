@@ -16,24 +16,13 @@
  * One pass over a whole file: about 300 multiply-adds per output sample from 44.1 kHz, under 20 ms
  * per second of audio here. Not for the per-frame path.
  */
+import { besselI0 } from './resampler.ts';
 
 const ZERO_CROSSINGS = 24;
 const TABLE_RESOLUTION = 512;
 const KAISER_BETA = 9;
 /** Cutoff as a fraction of the lower of the two rates (0.5 would be the Nyquist rate itself). */
 const CUTOFF_RATIO = 0.45;
-
-/** Zeroth-order modified Bessel function of the first kind (series form), for the Kaiser window. */
-function besselI0(x: number): number {
-  let sum = 1;
-  let term = 1;
-  for (let k = 1; k < 64; k++) {
-    term *= (x / (2 * k)) ** 2;
-    sum += term;
-    if (term < 1e-12 * sum) break;
-  }
-  return sum;
-}
 
 /** sinc(x)·kaiser(x / ZERO_CROSSINGS) for x = i / TABLE_RESOLUTION, plus one zero past the end. */
 const KERNEL = (() => {

@@ -38,7 +38,7 @@ const CENTER = HISTORY / 2;
 const BLOCK = 960;
 
 /** Zeroth-order modified Bessel function of the first kind, for the Kaiser window (series form). */
-function besselI0(x: number): number {
+export function besselI0(x: number): number {
   let sum = 1;
   let term = 1;
   for (let k = 1; k < 64; k++) {

@@ -19,6 +19,7 @@ import { startFakeRealtimeServer } from '../fakes/fakeRealtimeServer.ts';
 import type { FakeRealtimeServer } from '../fakes/fakeRealtimeServer.ts';
 import { startFakeTwilioApi } from '../fakes/fakeTwilioApi.ts';
 import type { FakeTwilioApi } from '../fakes/fakeTwilioApi.ts';
+import { openTestStores } from '../support/storeApp.ts';
 import { demoCompany, startTestApp } from '../support/testApp.ts';
 import type { TestApp } from '../support/testApp.ts';
 
@@ -326,7 +327,12 @@ describe('a call', () => {
   test('stores what the caller heard with the turn', async () => {
     const f = await startFakes();
     f.stt.script('How much do you charge to come out?');
-    app = await mediaApp(f, { app: { db: undefined } }); // the embedded database
+    const stores = await openTestStores(); // DATABASE_URL's scratch schema, or PGlite
+    closers.push(() => stores.dispose());
+    app = await mediaApp(f, {
+      env: { ...stores.env },
+      app: { db: stores.testDb.reopen(), media: { startTimeoutMs: 1000, heartbeatMs: 60_000 } },
+    });
     const t = new TwilioSide(app.server.url);
     await connectCall(t);
     t.utter();
@@ -449,6 +455,21 @@ describe('batch transcription (a local whisper server)', () => {
   });
 });
 
+/** The demo company answering off-script questions with Tier 3 (no warmup), with no audio cache. */
+async function llmApp(f: Fakes, llm: FakeServer): Promise<TestApp> {
+  const company = await demoCompany();
+  const c = company as { understanding?: unknown; gatekeeper: Record<string, unknown>; warmup?: unknown };
+  c.understanding = { mode: 'rules' };
+  c.gatekeeper['enableLLMFallback'] = true;
+  c.gatekeeper['llm'] = { providers: ['openai:gpt-4o-mini'], timeoutMs: 10_000 };
+  c.warmup = { enabled: false };
+  return mediaApp(f, {
+    company,
+    env: { OPENAI_API_KEY: 'sk-test', OPENAI_BASE_URL: llm.baseURL, AUDIO_CACHE_MB: '0' },
+    app: { embedder: createLocalEmbedder() },
+  });
+}
+
 describe('LLM replies', () => {
   let llm: FakeServer | null = null;
   afterEach(async () => {
@@ -466,17 +487,7 @@ describe('LLM replies', () => {
       firstTokenDelayMs: 20,
       tokenIntervalMs: 60,
     });
-    const company = await demoCompany();
-    const c = company as { understanding?: unknown; gatekeeper: Record<string, unknown>; warmup?: unknown };
-    c.understanding = { mode: 'rules' };
-    c.gatekeeper['enableLLMFallback'] = true;
-    c.gatekeeper['llm'] = { providers: ['openai:gpt-4o-mini'], timeoutMs: 10_000 };
-    c.warmup = { enabled: false };
-    app = await mediaApp(f, {
-      company,
-      env: { OPENAI_API_KEY: 'sk-test', OPENAI_BASE_URL: llm.baseURL, AUDIO_CACHE_MB: '0' },
-      app: { embedder: createLocalEmbedder() },
-    });
+    app = await llmApp(f, llm);
     const t = new TwilioSide(app.server.url);
     await connectCall(t);
     const ttsBefore = f.tts.speechRequests.length;
@@ -499,17 +510,7 @@ describe('LLM replies', () => {
     f.stt.script('Can you tell me something funny about plumbers?');
     llm = await startFakeOpenAiServer();
     llm.script({ type: 'text', text: 'Plumbers are the unsung heroes of every home, and we love the work.' });
-    const company = await demoCompany();
-    const c = company as { understanding?: unknown; gatekeeper: Record<string, unknown>; warmup?: unknown };
-    c.understanding = { mode: 'rules' };
-    c.gatekeeper['enableLLMFallback'] = true;
-    c.gatekeeper['llm'] = { providers: ['openai:gpt-4o-mini'], timeoutMs: 10_000 };
-    c.warmup = { enabled: false };
-    app = await mediaApp(f, {
-      company,
-      env: { OPENAI_API_KEY: 'sk-test', OPENAI_BASE_URL: llm.baseURL, AUDIO_CACHE_MB: '0' },
-      app: { embedder: createLocalEmbedder() },
-    });
+    app = await llmApp(f, llm);
     const t = new TwilioSide(app.server.url);
     await connectCall(t);
     t.echoMarks = false;
