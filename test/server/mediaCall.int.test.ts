@@ -324,6 +324,24 @@ describe('a call', () => {
     expect(app.ledger.recent().some((e) => e.purpose === 'tts' && (e.audioMs ?? 0) > 0)).toBe(true);
   });
 
+  test('a dropped STT socket reconnects and the call goes on', async () => {
+    const f = await startFakes();
+    f.stt.script('How much do you charge to come out?', 'How much do you charge to come out?');
+    app = await mediaApp(f);
+    const t = new TwilioSide(app.server.url);
+    await connectCall(t);
+    t.utter();
+    await t.until(() => t.of('switchboard.turn').length >= 1);
+    (await f.stt.connection(0)).drop();
+    await f.stt.connection(1);
+    t.utter();
+    await t.until(() => t.of('switchboard.turn').length >= 2);
+    expect(app.engine.liveCalls).toBe(1);
+    const second = (t.of('switchboard.turn')[1]!['trace'] as { record: Record<string, unknown> }).record;
+    expect(second).toMatchObject({ turn: 2, tier: 2 });
+    t.stop();
+  });
+
   test('stores what the caller heard with the turn', async () => {
     const f = await startFakes();
     f.stt.script('How much do you charge to come out?');
