@@ -19,6 +19,8 @@ export interface FakeAnthropicOptions {
   readonly tokenIntervalMs?: number;
   /** Used once the script queue is empty. Default: the text "Hello from the fake." */
   readonly defaultReply?: FakeScript;
+  /** Port on 127.0.0.1. Default 0: one the system picks. */
+  readonly port?: number;
 }
 
 /** `baseURL` does not end in /v1: the SDK appends `/v1/messages` itself. */
@@ -159,5 +161,6 @@ export function startFakeAnthropicServer(options: FakeAnthropicOptions = {}): Pr
     defaultReply: options.defaultReply ?? { type: 'text', text: 'Hello from the fake.' },
     errorBody: anthropicError,
     garbageBody: 'event: message_start\ndata: {"type":"message_start","message":{\n\n',
+    port: options.port,
   });
 }

@@ -8,7 +8,8 @@
  * Its own small node:http server: the shared fake core in fakeOpenAiServer.ts only reads JSON bodies.
  */
 import { createServer, type IncomingHttpHeaders, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { Socket } from 'node:net';
+import { listenLocal } from './listen.ts';
 
 export type ClientWentAway = 'before-first-byte' | 'before-last-byte' | 'no';
 
@@ -101,6 +102,16 @@ export interface FakeAudioServer {
   close(): Promise<void>;
 }
 
+export interface FakeAudioOptions {
+  /** Port on 127.0.0.1. Default 0: one the system picks. */
+  readonly port?: number;
+  /**
+   * The answer to a speech request once the script queue is empty, from the request's JSON body.
+   * Default: a 300 ms 440 Hz tone whatever the text.
+   */
+  readonly defaultSpeech?: (body: Readonly<Record<string, unknown>>) => FakeSpeechReply;
+}
+
 export const DEFAULT_CHUNK_SIZES: readonly number[] = [1, 333, 2048, 7, 1001, 2, 513, 96];
 
 /** A sine tone as PCM16 samples. */
@@ -160,8 +171,8 @@ function deferred<T>(): { promise: Promise<T>; resolve: (value: T) => void } {
   return { promise, resolve };
 }
 
-/** Starts the fake on 127.0.0.1 (random port). */
-export async function startFakeAudioServer(): Promise<FakeAudioServer> {
+/** Starts the fake on 127.0.0.1 (a random port unless `port` is given). */
+export async function startFakeAudioServer(options: FakeAudioOptions = {}): Promise<FakeAudioServer> {
   const speechRequests: Mutable<FakeSpeechRequest>[] = [];
   const transcriptionRequests: Mutable<FakeTranscriptionRequest>[] = [];
   const speechQueue: FakeSpeechReply[] = [];
@@ -236,7 +247,7 @@ export async function startFakeAudioServer(): Promise<FakeAudioServer> {
     };
     const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-    const reply = speechQueue.shift() ?? { type: 'pcm' };
+    const reply = speechQueue.shift() ?? options.defaultSpeech?.(body) ?? { type: 'pcm' };
     switch (reply.type) {
       case 'error':
         finish();
@@ -350,8 +361,7 @@ export async function startFakeAudioServer(): Promise<FakeAudioServer> {
     }
   }
 
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
+  const port = await listenLocal(server, options.port);
 
   return {
     baseURL: `http://127.0.0.1:${port}/v1`,

@@ -6,7 +6,7 @@
  * The scripting/recording core is exported too: the Anthropic fake reuses it.
  */
 import { createServer, type IncomingHttpHeaders, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { listenLocal } from './listen.ts';
 
 /** Whether the client hung up before the fake finished its answer. */
 export type ClientWentAway = 'before-first-token' | 'before-last-token' | 'no';
@@ -138,6 +138,8 @@ export async function startFakeHttpServer(options: {
   readonly garbageBody: string;
   /** Appended to the origin to form baseURL (e.g. "/v1" for OpenAI, "" for Anthropic). */
   readonly basePath: string;
+  /** Port on 127.0.0.1. Default 0: one the system picks. */
+  readonly port?: number | undefined;
 }): Promise<FakeServer> {
   const requests: MutableRequest[] = [];
   const queue: FakeScript[] = [];
@@ -218,8 +220,7 @@ export async function startFakeHttpServer(options: {
     });
   });
 
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
+  const port = await listenLocal(server, options.port);
 
   return {
     baseURL: `http://127.0.0.1:${port}${options.basePath}`,

@@ -6,8 +6,9 @@
  * connection or refuse an upgrade to exercise reconnects.
  */
 import { createServer, type IncomingHttpHeaders } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
+import { listenLocal } from './listen.ts';
 
 /** What the fake answers for one utterance: its transcript, or a transcription failure. */
 export type FakeUtteranceScript = string | { readonly fail: string };
@@ -25,6 +26,18 @@ export interface FakeRealtimeOptions {
   readonly usage?: 'duration' | 'tokens';
   /** Run the energy VAD. Default true; false leaves speech events to `connection.send`. */
   readonly vad?: boolean;
+  /** Port on 127.0.0.1. Default 0: one the system picks. */
+  readonly port?: number;
+  /** Told of every utterance the fake answers, and with what (`scripted`: from the queue). */
+  readonly onAnswer?: (answer: FakeRealtimeAnswer) => void;
+}
+
+export interface FakeRealtimeAnswer {
+  /** The connection's index. */
+  readonly connection: number;
+  readonly answer: FakeUtteranceScript;
+  /** False when the script queue was empty and the default transcript answered. */
+  readonly scripted: boolean;
 }
 
 export interface FakeRealtimeConnection {
@@ -75,7 +88,7 @@ function isLoud(byte: number): boolean {
   return ((~byte >> 4) & 0x07) >= 3;
 }
 
-/** Starts the fake on 127.0.0.1 (random port). */
+/** Starts the fake on 127.0.0.1 (a random port unless `port` is given). */
 export async function startFakeRealtimeServer(
   options: FakeRealtimeOptions = {},
 ): Promise<FakeRealtimeServer> {
@@ -177,7 +190,9 @@ export async function startFakeRealtimeServer(
     let previousItem: string | null = null;
 
     const answer = async (id: string, audioMs: number) => {
-      const scripted = queue.shift() ?? defaultTranscript;
+      const next = queue.shift();
+      const scripted = next ?? defaultTranscript;
+      options.onAnswer?.({ connection: connection.index, answer: scripted, scripted: next !== undefined });
       if (typeof scripted !== 'string') {
         send({
           type: 'conversation.item.input_audio_transcription.failed',
@@ -306,8 +321,7 @@ export async function startFakeRealtimeServer(
     });
   }
 
-  await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
-  const port = (http.address() as AddressInfo).port;
+  const port = await listenLocal(http, options.port);
 
   return {
     baseURL: `http://127.0.0.1:${port}/v1`,
