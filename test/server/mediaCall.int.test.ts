@@ -4,14 +4,11 @@
  * client against the fake speech endpoint and (for Tier 3) the real OpenAI SDK against the fake
  * chat server. Audio is sent faster than real time: both VADs count audio time, not wall time.
  */
-import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, test } from 'vitest';
-import { WebSocket } from 'ws';
-import { encodeMulaw, MULAW_SILENCE } from '../../src/audio/mulaw.ts';
 import { createLocalEmbedder } from '../../src/routing/localEmbedder.ts';
 import { getCall, listCalls } from '../../src/store/callRecords.ts';
 import { twilioSignature } from '../../src/twilio/signature.ts';
-import { startFakeAudioServer, toneSamples } from '../fakes/fakeAudioServer.ts';
+import { startFakeAudioServer } from '../fakes/fakeAudioServer.ts';
 import type { FakeAudioServer } from '../fakes/fakeAudioServer.ts';
 import { startFakeOpenAiServer } from '../fakes/fakeOpenAiServer.ts';
 import type { FakeServer } from '../fakes/fakeOpenAiServer.ts';
@@ -21,11 +18,10 @@ import { startFakeTwilioApi } from '../fakes/fakeTwilioApi.ts';
 import type { FakeTwilioApi } from '../fakes/fakeTwilioApi.ts';
 import { openTestStores } from '../support/storeApp.ts';
 import { demoCompany, startTestApp } from '../support/testApp.ts';
+import { ACCOUNT_SID, DEMO_NUMBER as DEMO, silence, tone, TwilioSide } from '../support/twilioSide.ts';
 import type { TestApp } from '../support/testApp.ts';
 
-const DEMO = '+15550100100';
 const AUTH_TOKEN = 'test-auth-token-0123456789abcdef';
-const ACCOUNT_SID = `AC${'1'.repeat(32)}`;
 
 let app: TestApp | null = null;
 const closers: Array<() => Promise<unknown>> = [];
@@ -61,144 +57,6 @@ function mediaEnv(f: Fakes, extra: Record<string, string> = {}): Record<string, 
     TTS_BASE_URL: f.tts.baseURL,
     ...extra,
   };
-}
-
-const tone = (() => {
-  const samples = toneSamples(20, 300, 8000, 9000);
-  const out = new Uint8Array(160);
-  encodeMulaw(samples, out);
-  return Buffer.from(out).toString('base64');
-})();
-const silence = Buffer.alloc(160, MULAW_SILENCE).toString('base64');
-
-type Outbound = Record<string, unknown> & { event: string; streamSid?: string };
-
-/** Twilio's side of one call: the webhook, the stream socket, frames in order. */
-class TwilioSide {
-  readonly callSid = `CA${randomBytes(16).toString('hex')}`;
-  readonly streamSid = `MZ${randomBytes(16).toString('hex')}`;
-  readonly received: Outbound[] = [];
-  ws: WebSocket | null = null;
-  closed: { code: number; reason: string } | null = null;
-  streamUrl = '';
-  parameters: Record<string, string> = {};
-  twiml = '';
-  /** Echo marks back as soon as they arrive (audio "played" instantly). */
-  echoMarks = true;
-  #seq = 0;
-  #chunk = 0;
-  #waiters: Array<() => void> = [];
-
-  readonly baseUrl: string;
-  readonly authToken: string | undefined;
-
-  constructor(baseUrl: string, authToken?: string) {
-    this.baseUrl = baseUrl;
-    this.authToken = authToken;
-  }
-
-  async webhook(): Promise<string> {
-    const params = { CallSid: this.callSid, AccountSid: ACCOUNT_SID, From: '+15555550123', To: DEMO };
-    const url = `${this.baseUrl}/twilio/voice`;
-    const res = await fetch(url, {
-      method: 'POST',
-      headers: {
-        'content-type': 'application/x-www-form-urlencoded',
-        ...(this.authToken ? { 'x-twilio-signature': twilioSignature(this.authToken, url, params) } : {}),
-      },
-      body: new URLSearchParams(params).toString(),
-    });
-    this.twiml = await res.text();
-    const stream = /<Stream url="([^"]+)"/.exec(this.twiml);
-    if (stream) this.streamUrl = stream[1]!.replace(/&amp;/g, '&');
-    for (const m of this.twiml.matchAll(/<Parameter name="([^"]+)" value="([^"]+)"\/>/g))
-      this.parameters[m[1]!] = m[2]!;
-    return this.twiml;
-  }
-
-  /** Opens the stream socket; resolves to the HTTP status when the upgrade is refused. */
-  open(options: { url?: string; signature?: string; trace?: boolean } = {}): Promise<number | null> {
-    const url = options.url ?? this.streamUrl;
-    const headers: Record<string, string> = {};
-    if (options.trace !== false) headers['x-switchboard-trace'] = '1';
-    const sig = options.signature ?? (this.authToken ? twilioSignature(this.authToken, url, {}) : undefined);
-    if (sig !== undefined) headers['x-twilio-signature'] = sig;
-    const ws = new WebSocket(url, { headers, perMessageDeflate: false });
-    this.ws = ws;
-    ws.on('message', (data) => {
-      const frame = JSON.parse((data as Buffer).toString('utf8')) as Outbound;
-      this.received.push(frame);
-      if (frame.event === 'mark' && this.echoMarks) this.send({ event: 'mark', mark: frame['mark'] });
-      for (const w of this.#waiters.splice(0)) w();
-    });
-    ws.on('close', (code, reason) => {
-      this.closed = { code, reason: reason.toString() };
-      for (const w of this.#waiters.splice(0)) w();
-    });
-    return new Promise((resolve) => {
-      ws.once('open', () => resolve(null));
-      ws.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
-      ws.once('error', () => resolve(-1));
-    });
-  }
-
-  send(frame: Record<string, unknown>): void {
-    if (this.ws?.readyState !== WebSocket.OPEN) return;
-    const numbered = frame.event === 'connected' ? frame : { sequenceNumber: String(++this.#seq), ...frame };
-    this.ws.send(
-      JSON.stringify({ ...numbered, ...(frame.event === 'connected' ? {} : { streamSid: this.streamSid }) }),
-    );
-  }
-
-  start(callSid = this.callSid, parameters = this.parameters): void {
-    this.send({ event: 'connected', protocol: 'Call', version: '1.0.0' });
-    this.send({
-      event: 'start',
-      start: {
-        accountSid: ACCOUNT_SID,
-        streamSid: this.streamSid,
-        callSid,
-        tracks: ['inbound'],
-        customParameters: parameters,
-        mediaFormat: { encoding: 'audio/x-mulaw', sampleRate: 8000, channels: 1 },
-      },
-    });
-  }
-
-  audio(payload: string, frames: number): void {
-    for (let i = 0; i < frames; i++) {
-      this.#chunk += 1;
-      this.send({
-        event: 'media',
-        media: { track: 'inbound', chunk: String(this.#chunk), timestamp: String(this.#chunk * 20), payload },
-      });
-    }
-  }
-
-  /** Speech (loud tone) then enough silence for both VADs to hear its end. */
-  utter(speechMs = 600, silenceMs = 400): void {
-    this.audio(tone, speechMs / 20);
-    this.audio(silence, silenceMs / 20);
-  }
-
-  stop(): void {
-    this.send({ event: 'stop', stop: { accountSid: ACCOUNT_SID, callSid: this.callSid } });
-  }
-
-  of(event: string): Outbound[] {
-    return this.received.filter((f) => f.event === event);
-  }
-
-  async until(predicate: () => boolean, timeoutMs = 5000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!predicate()) {
-      if (Date.now() > deadline) throw new Error('timed out waiting');
-      await new Promise<void>((resolve) => {
-        this.#waiters.push(resolve);
-        setTimeout(resolve, 50);
-      });
-    }
-  }
 }
 
 async function mediaApp(f: Fakes, options: Parameters<typeof startTestApp>[0] = {}): Promise<TestApp> {
