@@ -82,6 +82,8 @@ const USAGE = `usage: npm run bench -- [options]
   --cpu-prof DIR         write a V8 CPU profile of the engine process into DIR
   --quick                small and short (levels 10,50; 5 s windows)
   --json                 print the result as JSON instead of tables
+
+npm run bench -- audio --help: the Media Streams audio bench (src/cli/benchAudio.ts)
 `;
 
 const ENGINE_SCRIPT = fileURLToPath(new URL('../bench/engineProcess.ts', import.meta.url));
@@ -747,8 +749,15 @@ async function main(): Promise<number> {
   }
 }
 
+/** `npm run bench -- audio …` (or `--audio`): the Media Streams audio bench, src/cli/benchAudio.ts. */
+function audioArgs(argv: readonly string[]): string[] | null {
+  if (argv[0] !== 'audio' && !argv.includes('--audio')) return null;
+  return argv.filter((a, i) => a !== '--audio' && !(i === 0 && a === 'audio'));
+}
+
 if (isMain(import.meta.url)) {
-  main().then(
+  const audio = audioArgs(process.argv.slice(2));
+  (audio === null ? main() : import('./benchAudio.ts').then((m) => m.benchAudio(audio))).then(
     (code) => process.exit(code),
     (err: unknown) => {
       process.stderr.write(

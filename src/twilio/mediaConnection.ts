@@ -36,6 +36,7 @@
  *       when a reply ends: the sentences whose marks came back
  */
 import { timingSafeEqual } from 'node:crypto';
+import type { Duplex } from 'node:stream';
 import type { RawData, WebSocket } from 'ws';
 import type { CallEvent } from '../../machines/callMachine.ts';
 import { Vad, type VadOptions } from '../audio/vad.ts';
@@ -183,6 +184,8 @@ export function handleMediaSocket(
   const sendEvent = (event: CallEvent) => {
     if (session !== null && !session.ended) session.send(event);
   };
+
+  const rawSocket = (ws as unknown as { _socket?: Duplex })._socket;
 
   const sendText = (text: string) => {
     if (ws.readyState === ws.OPEN) ws.send(text);
@@ -446,6 +449,10 @@ export function handleMediaSocket(
         sendAudio: (payload) => sendText(mediaMessage(sid, payload)),
         sendMark: (name) => sendText(markMessage(sid, name)),
         sendClear: () => sendText(clearMessage(sid)),
+        // ws writes each message on its own (a writev per frame); corking its TCP socket around a
+        // burst of frames sends the burst in one. ws keeps the socket as `_socket` (no public API).
+        cork: () => rawSocket?.cork(),
+        uncork: () => rawSocket?.uncork(),
         get bufferedAmount() {
           return ws.bufferedAmount;
         },

@@ -27,6 +27,10 @@ type Sent =
 
 interface Harness {
   readonly playout: Playout;
+  /** Cork depth now, corks so far, and audio frames sent while corked. */
+  readonly corked: number;
+  readonly corks: number;
+  readonly framesCorked: number;
   readonly speech: FakeSpeech;
   readonly sent: Sent[];
   readonly heard: HeardReport[];
@@ -51,14 +55,24 @@ function harness(speechOptions: FakeSpeechOptions = {}, options: Partial<Playout
   const sent: Sent[] = [];
   const callsAtMark: number[] = [];
   let echoed = 0;
-  const h = { buffered: 0 };
+  const h = { buffered: 0, corked: 0, corks: 0, framesCorked: 0 };
   const link: PlayoutLink = {
-    sendAudio: (b64) => sent.push({ kind: 'audio', bytes: Buffer.from(b64, 'base64') }),
+    sendAudio: (b64) => {
+      if (h.corked > 0) h.framesCorked += 1;
+      sent.push({ kind: 'audio', bytes: Buffer.from(b64, 'base64') });
+    },
     sendMark: (name) => {
       callsAtMark.push(speech.calls.length);
       sent.push({ kind: 'mark', name });
     },
     sendClear: () => sent.push({ kind: 'clear' }),
+    cork: () => {
+      h.corked += 1;
+      h.corks += 1;
+    },
+    uncork: () => {
+      h.corked -= 1;
+    },
     get bufferedAmount() {
       return h.buffered;
     },
@@ -144,6 +158,15 @@ describe('Playout', () => {
     expect(done).toBe(1);
     expect(h.heard).toEqual([{ turn: 0, heard: 'Hello, thanks for calling.', interrupted: false }]);
     expect(h.ended[0]).toMatchObject({ outcome: 'done', framesSent: 6, clearSent: false, failedChunks: 0 });
+  });
+
+  it('sends a burst of frames corked, so it leaves in one write, and always uncorks', async () => {
+    const h = harness({ chunks: 2, framesPerChunk: 3 });
+    h.playout.speak('Hello, thanks for calling.', { turn: 0, cacheable: true, onDone: () => undefined });
+    await waitFor(() => h.marks().length === 1);
+    expect(h.framesCorked).toBe(6);
+    expect(h.corks).toBe(2); // one per synthesis chunk of 3 frames
+    expect(h.corked).toBe(0);
   });
 
   it('says generated text sentence by sentence, each followed by its mark, synthesizing one sentence ahead', async () => {

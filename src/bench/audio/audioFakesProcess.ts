@@ -1,0 +1,158 @@
+/**
+ * The audio bench's fake providers, in their own process so their work is not counted in the
+ * server's (pinned with the callers). Two modes, from BENCH_AUDIO_FAKES_CONFIG:
+ *
+ * - `relay`: the bare relay's speech-to-speech upstream (fakeVoiceUpstream.ts); ready URL = its
+ *   WebSocket URL.
+ * - `engine`: the test fakes of OpenAI realtime transcription (energy VAD, scripted transcripts)
+ *   and of `/v1/audio/speech` (voice-like PCM after a fixed first-byte latency), and the bench's
+ *   fake LLM (another process, `llmBaseURL`), all behind one base URL (providerRouter.ts); ready
+ *   URL = that base URL. The test fakes record every message for assertions; here the records are
+ *   emptied every second so that their memory stays flat. Importing test fakes is acceptable in the
+ *   bench, a dev tool, and nowhere else.
+ */
+import { performance } from 'node:perf_hooks';
+import { startFakeAudioServer } from '../../../test/fakes/fakeAudioServer.ts';
+import type { FakeSpeechReply } from '../../../test/fakes/fakeAudioServer.ts';
+import { startFakeRealtimeServer } from '../../../test/fakes/fakeRealtimeServer.ts';
+import type { FakeChildRequest } from '../protocol.ts';
+import { serveParent } from '../protocol.ts';
+import { startFakeVoiceUpstream } from './fakeVoiceUpstream.ts';
+import { startProviderRouter } from './providerRouter.ts';
+import { voiceSamples } from './syntheticVoice.ts';
+
+/** Configuration handed to the fakes child. */
+export type AudioFakesConfig =
+  | {
+      readonly mode: 'relay';
+      readonly silenceMsToStop: number;
+      readonly replyDelayMs: number;
+      readonly replyMs: number;
+    }
+  | {
+      readonly mode: 'engine';
+      readonly llmBaseURL: string;
+      readonly silenceMsToStop: number;
+      /** What the fake transcription hears, utterance after utterance across calls (cycled). */
+      readonly transcripts: readonly string[];
+      readonly ttsFirstByteMs: number;
+      readonly replyMs: number;
+    };
+
+interface Fakes {
+  readonly url: string;
+  /** Work items since the last call: appends received (and speech requests). */
+  takeCount(): number;
+  close(): Promise<void>;
+}
+
+async function relayFakes(config: Extract<AudioFakesConfig, { mode: 'relay' }>): Promise<Fakes> {
+  const upstream = await startFakeVoiceUpstream(config);
+  let counted = 0;
+  return {
+    url: upstream.url,
+    takeCount: () => {
+      const n = upstream.appends - counted;
+      counted = upstream.appends;
+      return n;
+    },
+    close: () => upstream.close(),
+  };
+}
+
+async function engineFakes(config: Extract<AudioFakesConfig, { mode: 'engine' }>): Promise<Fakes> {
+  const realtime = await startFakeRealtimeServer({
+    defaultTranscript: config.transcripts[0] ?? 'hello there',
+    silenceMsToStop: config.silenceMsToStop,
+  });
+  // The fake takes transcripts from one queue shared by every connection: enough for any run.
+  const batch = Array.from({ length: 1000 }, (_, i) => config.transcripts[i % config.transcripts.length]!);
+  for (let i = 0; i < 100; i++) realtime.script(...batch);
+  const audio = await startFakeAudioServer();
+  const router = await startProviderRouter({
+    realtime: realtime.baseURL,
+    audio: audio.baseURL,
+    other: config.llmBaseURL,
+  });
+  const reply: FakeSpeechReply = {
+    type: 'pcm',
+    samples: voiceSamples(config.replyMs, 24_000, 3),
+    firstByteDelayMs: config.ttsFirstByteMs,
+  };
+  // The fake answers from a queue (its default is a 300 ms tone): keep it full of replies.
+  let scripted = 0;
+  let served = 0;
+  let count = 0;
+  const topUp = () => {
+    if (scripted - served < 1000) {
+      audio.scriptSpeech(...Array.from({ length: 2000 }, () => reply));
+      scripted += 2000;
+    }
+  };
+  topUp();
+  const trim = () => {
+    const connections = realtime.connections as unknown as {
+      appends: string[];
+      messages: unknown[];
+      closed: unknown;
+    }[];
+    for (const c of connections) {
+      count += c.appends.length;
+      c.appends.length = 0;
+      c.messages.length = 0;
+    }
+    for (let i = connections.length - 1; i >= 0; i--)
+      if (connections[i]!.closed !== null) connections.splice(i, 1);
+    const speech = audio.speechRequests as unknown[];
+    served += speech.length;
+    count += speech.length;
+    speech.length = 0;
+    topUp();
+  };
+  const timer = setInterval(trim, 1000);
+  timer.unref();
+  return {
+    url: router.baseURL,
+    takeCount: () => {
+      trim();
+      const n = count;
+      count = 0;
+      return n;
+    },
+    close: async () => {
+      clearInterval(timer);
+      await router.close();
+      await realtime.close();
+      await audio.close();
+    },
+  };
+}
+
+const config = JSON.parse(process.env['BENCH_AUDIO_FAKES_CONFIG'] ?? '{}') as AudioFakesConfig;
+const fakes = config.mode === 'engine' ? await engineFakes(config) : await relayFakes(config);
+
+let windowStart = performance.now();
+let cpuStart = process.cpuUsage();
+
+serveParent<FakeChildRequest>(async (request) => {
+  switch (request.type) {
+    case 'stats': {
+      const windowMs = performance.now() - windowStart;
+      const cpu = process.cpuUsage(cpuStart);
+      windowStart = performance.now();
+      cpuStart = process.cpuUsage();
+      return {
+        type: 'stats',
+        requests: fakes.takeCount(),
+        cpuCorePct: ((cpu.user + cpu.system) / 1000 / windowMs) * 100,
+        windowMs,
+      };
+    }
+    case 'stop':
+      await fakes.close();
+      setImmediate(() => process.exit(0));
+      return { type: 'stop' };
+  }
+});
+
+process.send?.({ type: 'ready', url: fakes.url, pid: process.pid });
