@@ -2,6 +2,7 @@
  * Whole-machine CPU use per core from /proc/stat (Linux), so a report can say how busy each core
  * was during a window and how much of that was neither the engine, the fake nor the load generator.
  */
+import os from 'node:os';
 import { readFileSync } from 'node:fs';
 
 export interface CpuTimes {
@@ -52,4 +53,28 @@ export function cpuShares(from: CpuTimes, to: CpuTimes): CpuShares {
     stealPct.push(((core.steal - before.steal) / total) * 100);
   });
   return { busyPct, stealPct };
+}
+
+/** The machine a bench ran on, as both reports print it. */
+export interface BenchMachine {
+  readonly cpus: number;
+  readonly cpuModel: string;
+  readonly memoryGiB: number;
+  readonly node: string;
+  readonly platform: string;
+  readonly date: string;
+  /** Per-core busy share measured for 2 s before the bench started anything. */
+  readonly backgroundBusyPctBeforeStart: readonly number[] | null;
+}
+
+export function describeMachine(backgroundBusyPctBeforeStart: readonly number[] | null): BenchMachine {
+  return {
+    cpus: os.cpus().length,
+    cpuModel: os.cpus()[0]?.model.trim() ?? 'unknown',
+    memoryGiB: os.totalmem() / 1024 ** 3,
+    node: process.version,
+    platform: `${os.platform()} ${os.release()}`,
+    date: new Date().toISOString(),
+    backgroundBusyPctBeforeStart,
+  };
 }

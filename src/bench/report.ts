@@ -1,4 +1,5 @@
 /** The benchmark's result shape and its text rendering. */
+import type { BenchMachine } from './machineCpu.ts';
 import type { ColdStartArm, ColdStartResult } from './coldStart.ts';
 import type { MemorySample } from './protocol.ts';
 import type { Summary } from './stats.ts';
@@ -117,16 +118,7 @@ export interface AbResult {
 }
 
 export interface BenchResult {
-  readonly machine: {
-    readonly cpus: number;
-    readonly cpuModel: string;
-    readonly memoryGiB: number;
-    readonly node: string;
-    readonly platform: string;
-    readonly date: string;
-    /** Per-core busy share measured for 2 s before the bench started anything. */
-    readonly backgroundBusyPctBeforeStart: readonly number[] | null;
-  };
+  readonly machine: BenchMachine;
   readonly config: Record<string, unknown>;
   readonly levels: readonly LevelResult[];
   readonly memory: MemoryResult | null;

@@ -43,7 +43,7 @@ import { Child } from '../bench/protocol.ts';
 import type { AbResult, ArmResult, BenchResult, LevelResult, MemoryResult, Stage } from '../bench/report.ts';
 import { STAGES, formatReport } from '../bench/report.ts';
 import type { CpuShares } from '../bench/machineCpu.ts';
-import { cpuShares, readCpuTimes } from '../bench/machineCpu.ts';
+import { cpuShares, describeMachine, readCpuTimes } from '../bench/machineCpu.ts';
 import {
   COMPANIES,
   MAIN_MIX,
@@ -707,15 +707,7 @@ async function main(): Promise<number> {
     const ab = s.skip.has('ab') || s.abCallers === 0 ? null : await runAb(url, engine, s);
 
     const result: BenchResult = {
-      machine: {
-        cpus: os.cpus().length,
-        cpuModel: os.cpus()[0]?.model.trim() ?? 'unknown',
-        memoryGiB: os.totalmem() / 1024 ** 3,
-        node: process.version,
-        platform: `${os.platform()} ${os.release()}`,
-        date: new Date().toISOString(),
-        backgroundBusyPctBeforeStart: background,
-      },
+      machine: describeMachine(background),
       config: {
         levels: s.levels,
         durationS: s.durationS,

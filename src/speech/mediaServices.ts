@@ -10,9 +10,7 @@ import type { CompanyRuntime } from '../calls/engine.ts';
 import type { EnvConfig } from '../config/env.ts';
 import type { CostSink } from '../cost/costEvent.ts';
 import type { Logger } from '../observability/logger.ts';
-import { Vad } from '../audio/vad.ts';
-import type { SttVad, VadEdge } from '../providers/stt/httpTranscriptionStt.ts';
-import { createHttpTranscriptionStt } from '../providers/stt/httpTranscriptionStt.ts';
+import { createHttpTranscriptionStt, localSegmentingVad } from '../providers/stt/httpTranscriptionStt.ts';
 import { createOpenAiRealtimeStt } from '../providers/stt/openaiRealtimeStt.ts';
 import type { SttProvider } from '../providers/stt/sttSession.ts';
 import { createOpenAiTts } from '../providers/tts/openaiTts.ts';
@@ -29,21 +27,6 @@ export interface MediaServices {
   /** Twilio's REST API, when TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are set. */
   readonly callControl: CallControl | null;
   readonly handoffs: HandoffStore;
-}
-
-/** The local VAD in the shape the batch transcription adapter segments utterances with. */
-function segmentingVad(): SttVad {
-  let edge: VadEdge = null;
-  const vad = new Vad((event) => {
-    edge = event === 'speechStarted' ? 'speech-start' : 'speech-stop';
-  });
-  return {
-    push(frame) {
-      edge = null;
-      vad.push(frame);
-      return edge;
-    },
-  };
 }
 
 export function createMediaServices(
@@ -68,7 +51,7 @@ export function createMediaServices(
   const stt =
     s.provider === 'openai-realtime'
       ? createOpenAiRealtimeStt(common)
-      : createHttpTranscriptionStt({ ...common, createVad: segmentingVad });
+      : createHttpTranscriptionStt({ ...common, createVad: () => localSegmentingVad() });
   const tts = createOpenAiTts({
     apiKey: t.apiKey,
     ...(t.baseURL === undefined ? {} : { baseURL: t.baseURL }),

@@ -8,8 +8,10 @@ import type { CallEvent } from '../../machines/callMachine.ts';
 import type { CallSession } from '../../src/calls/callSession.ts';
 import type { CallTransport, HeardReport } from '../../src/calls/callTransport.ts';
 import type { CostEvent } from '../../src/cost/costEvent.ts';
-import { Vad } from '../../src/audio/vad.ts';
-import { createHttpTranscriptionStt, type VadEdge } from '../../src/providers/stt/httpTranscriptionStt.ts';
+import {
+  createHttpTranscriptionStt,
+  localSegmentingVad,
+} from '../../src/providers/stt/httpTranscriptionStt.ts';
 import { createOpenAiRealtimeStt } from '../../src/providers/stt/openaiRealtimeStt.ts';
 import {
   SttError,
@@ -1010,19 +1012,7 @@ describe('handleMediaSocket: with the batch transcription STT adapter', () => {
       apiKey: 'sk-test',
       baseURL: fake.baseURL,
       onUsage: (u) => providerReports.push(u),
-      createVad: () => {
-        let edge: VadEdge = null;
-        const vad = new Vad((event) => {
-          edge = event === 'speechStarted' ? 'speech-start' : 'speech-stop';
-        });
-        return {
-          push(frame) {
-            edge = null;
-            vad.push(frame);
-            return edge;
-          },
-        };
-      },
+      createVad: () => localSegmentingVad(),
     });
     const server = await startServer({ stt });
     const { twilio, session } = await startCall(server);

@@ -1,5 +1,5 @@
 /** The Media Streams audio bench's result shape and its text rendering. */
-import type { CpuShares } from '../machineCpu.ts';
+import type { BenchMachine, CpuShares } from '../machineCpu.ts';
 import type { MemorySample } from '../protocol.ts';
 import type { Summary } from '../stats.ts';
 import type { CallersWindow } from './mediaCallers.ts';
@@ -57,15 +57,7 @@ export interface AudioComparison {
 }
 
 export interface AudioBenchResult {
-  readonly machine: {
-    readonly cpus: number;
-    readonly cpuModel: string;
-    readonly memoryGiB: number;
-    readonly node: string;
-    readonly platform: string;
-    readonly date: string;
-    readonly backgroundBusyPctBeforeStart: readonly number[] | null;
-  };
+  readonly machine: BenchMachine;
   readonly config: Record<string, unknown>;
   readonly arms: readonly AudioArmResult[];
   readonly comparison: AudioComparison | null;

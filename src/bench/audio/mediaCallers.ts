@@ -24,6 +24,7 @@ import { performance } from 'node:perf_hooks';
 import { WebSocket } from 'ws';
 import type { Summary } from '../stats.ts';
 import { summarize } from '../stats.ts';
+import { parseStreamTwiml as parseStreamAnswer } from '../../cli/mediaCall.ts';
 import { TRACE_HEADER } from '../../twilio/relayProtocol.ts';
 import { FRAME_MS } from './syntheticVoice.ts';
 
@@ -118,29 +119,14 @@ function between([min, max]: readonly [number, number]): number {
   return min + Math.random() * Math.max(0, max - min);
 }
 
-function unescapeXml(s: string): string {
-  return s
-    .replaceAll('&quot;', '"')
-    .replaceAll('&apos;', "'")
-    .replaceAll('&lt;', '<')
-    .replaceAll('&gt;', '>')
-    .replaceAll('&amp;', '&');
-}
-
-/** The `<Stream>` of a TwiML answer: its URL and `<Parameter>`s. */
+/** The `<Stream>` of a TwiML answer: its URL and `<Parameter>`s; null when it has none. */
 export function parseStreamTwiml(twiml: string): { url: string; parameters: Record<string, string> } | null {
-  const stream = /<Stream\b([^>]*)>([\s\S]*?)<\/Stream>|<Stream\b([^>]*?)\/>/.exec(twiml);
-  if (stream === null) return null;
-  const attributes = stream[1] ?? stream[3] ?? '';
-  const url = /\surl="([^"]*)"/.exec(attributes)?.[1];
-  if (url === undefined) return null;
-  const parameters: Record<string, string> = {};
-  for (const p of (stream[2] ?? '').matchAll(/<Parameter\b([^>]*?)\/?>/g)) {
-    const name = /\sname="([^"]*)"/.exec(p[1] ?? '')?.[1];
-    const value = /\svalue="([^"]*)"/.exec(p[1] ?? '')?.[1];
-    if (name !== undefined) parameters[unescapeXml(name)] = unescapeXml(value ?? '');
+  try {
+    const stream = parseStreamAnswer(twiml);
+    return { url: stream.streamUrl, parameters: stream.parameters };
+  } catch {
+    return null;
   }
-  return { url: unescapeXml(url), parameters };
 }
 
 const MEDIA_PREFIX = '{"event":"media"';

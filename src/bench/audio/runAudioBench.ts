@@ -18,7 +18,7 @@ import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import type { CpuTimes } from '../machineCpu.ts';
-import { cpuShares, readCpuTimes } from '../machineCpu.ts';
+import { cpuShares, describeMachine, readCpuTimes } from '../machineCpu.ts';
 import type { FakeChildAnswer, FakeChildConfig, FakeChildRequest } from '../protocol.ts';
 import { Child } from '../protocol.ts';
 import {
@@ -514,15 +514,7 @@ export async function runAudioBench(
   const arms: AudioArmResult[] = [];
   for (const name of s.arms) arms.push(await runArm(name, s, cpus, audio, progress));
   return {
-    machine: {
-      cpus: os.cpus().length,
-      cpuModel: os.cpus()[0]?.model.trim() ?? 'unknown',
-      memoryGiB: os.totalmem() / 1024 ** 3,
-      node: process.version,
-      platform: `${os.platform()} ${os.release()}`,
-      date: new Date().toISOString(),
-      backgroundBusyPctBeforeStart: background,
-    },
+    machine: describeMachine(background),
     config: {
       levels: s.levels,
       climb: s.climb,

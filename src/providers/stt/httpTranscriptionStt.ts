@@ -6,6 +6,8 @@
  * Latency: the upload starts when the VAD reports the end of speech, so the final text arrives one
  * request later than Realtime's would. There are no partial transcripts in this mode.
  */
+import { Vad } from '../../audio/vad.ts';
+import type { VadOptions } from '../../audio/vad.ts';
 import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError, toFile } from 'openai';
 import type { Transcription } from 'openai/resources/audio/transcriptions';
 import {
@@ -26,6 +28,21 @@ export type VadEdge = 'speech-start' | 'speech-stop' | null;
 export interface SttVad {
   /** Called synchronously with every inbound μ-law frame, in order. */
   push(frame: Uint8Array): VadEdge;
+}
+
+/** Switchboard's local energy VAD (src/audio/vad.ts) in the shape this adapter segments with. */
+export function localSegmentingVad(options?: VadOptions): SttVad {
+  let edge: VadEdge = null;
+  const vad = new Vad((event) => {
+    edge = event === 'speechStarted' ? 'speech-start' : 'speech-stop';
+  }, options);
+  return {
+    push(frame) {
+      edge = null;
+      vad.push(frame);
+      return edge;
+    },
+  };
 }
 
 export interface HttpTranscriptionSttOptions {
