@@ -6,6 +6,7 @@ import {
 } from '../../src/providers/stt/openaiRealtimeStt.ts';
 import type { SttCallbacks, SttError, SttSession, SttUsage } from '../../src/providers/stt/sttSession.ts';
 import { sttCostUsd } from '../../src/providers/stt/sttPrices.ts';
+import { heldSockets } from '../../src/providers/stt/writeCoalescer.ts';
 import { startFakeRealtimeServer, type FakeRealtimeServer } from '../fakes/fakeRealtimeServer.ts';
 
 // 20 ms of 8 kHz μ-law, as Twilio sends it. 0xFF is silence; 0x10 decodes to about -5000 (loud).
@@ -322,5 +323,37 @@ describe('createOpenAiRealtimeStt', () => {
     await waitFor(() => s.stats().state === 'open');
     s.sendMulaw('abc"}');
     expect(s.stats()).toMatchObject({ framesDropped: 1, framesSent: 0 });
+  });
+});
+
+describe('write coalescing', () => {
+  it('writes appends in pairs without changing or reordering them, and releases a lone frame soon', async () => {
+    const { callbacks } = recorder();
+    const s = open(callbacks, { coalesceFrames: 2 });
+    const conn = await server.connection(0);
+    await waitFor(() => s.stats().state === 'open');
+    const frames = [1, 2, 3, 4, 5].map((n) => b64(new Uint8Array(FRAME).fill(0x10 + n)));
+    for (const f of frames.slice(0, 4)) s.sendMulaw(f);
+    await waitFor(() => conn.appends.length === 4);
+    expect(conn.appends).toEqual(frames.slice(0, 4));
+    // A fifth frame with nothing after it: held at most ~30 ms, then written.
+    s.sendMulaw(frames[4]!);
+    const sentAt = performance.now();
+    await waitFor(() => conn.appends.length === 5, 1000);
+    expect(performance.now() - sentAt).toBeLessThan(200);
+    expect(conn.appends[4]).toBe(frames[4]);
+    expect(heldSockets()).toBe(0);
+  });
+
+  it('flushes a held frame before closing', async () => {
+    const { callbacks } = recorder();
+    const s = open(callbacks, { coalesceFrames: 4 });
+    const conn = await server.connection(0);
+    await waitFor(() => s.stats().state === 'open');
+    s.sendMulaw(b64(loud()));
+    await s.close();
+    await waitFor(() => conn.closed !== null);
+    expect(conn.appends).toHaveLength(1);
+    expect(heldSockets()).toBe(0);
   });
 });
