@@ -210,7 +210,9 @@ describe('isMediaFrame (the media fast path)', () => {
           if (typeof copy.media !== 'object' || copy.media === null || Array.isArray(copy.media)) continue;
           target = copy.media as Record<string, unknown>;
         }
-        target[path.at(-1)!] = value;
+        // A copy: the constant odd values ({} and []) are shared between runs and must not be
+        // written into (a later run would then see a cycle).
+        target[path.at(-1)!] = structuredClone(value);
       }
       return copy;
     });
