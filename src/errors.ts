@@ -31,6 +31,7 @@ export function isAbortError(err: unknown): boolean {
     (err.name === 'AbortError' ||
       err.name === 'APIUserAbortError' ||
       (err as AppError).code === 'ERR_ABORTED' ||
-      (err as AppError).code === 'ERR_LLM_ABORTED')
+      (err as AppError).code === 'ERR_LLM_ABORTED' ||
+      (err as AppError).code === 'ERR_TTS_ABORTED')
   );
 }

@@ -15,7 +15,8 @@ import { RESAMPLER_INPUT_RATE_HZ, Resampler } from '../audio/resampler.ts';
 import { newCostEvent, type CostSink } from '../cost/costEvent.ts';
 import { AppError } from '../errors.ts';
 import type { Logger } from '../observability/logger.ts';
-import { TtsError, isTtsAbort, type TtsClient, type TtsUsage } from '../providers/tts/ttsClient.ts';
+import { isAbortError } from '../errors.ts';
+import { TtsError, type TtsClient, type TtsUsage } from '../providers/tts/ttsClient.ts';
 import { audioCacheKey, createAudioCache, type AudioCache } from './audioCache.ts';
 import type { SpeechBilling, SpeechOut, SpeechRequest } from './types.ts';
 
@@ -204,7 +205,7 @@ export function createSpeechOut(options: SpeechOutOptions): SpeechOut {
       }
     } catch (err) {
       // Barge-in or hang-up: the caller's abort is the expected way to stop talking.
-      if (isTtsAbort(err)) return;
+      if (isAbortError(err)) return;
       throw err;
     }
   }

@@ -1,4 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { isAbortError } from '../../src/errors.ts';
 import {
   createOpenAiTts,
   createPcm16Decoder,
@@ -6,7 +7,6 @@ import {
 } from '../../src/providers/tts/openaiTts.ts';
 import {
   TtsError,
-  isTtsAbort,
   type TtsClient,
   type TtsStream,
   type TtsUsage,
@@ -280,14 +280,14 @@ describe('createOpenAiTts', () => {
     expect(usage).toHaveLength(1);
   });
 
-  it('isTtsAbort tells a caller abort from a failure', async () => {
+  it('isAbortError tells a caller abort of a synthesis from a failure', async () => {
     const controller = new AbortController();
     controller.abort();
     const aborted = await ttsErrorOf(collect(tts.synthesize(TEXT, { signal: controller.signal })));
-    expect(isTtsAbort(aborted)).toBe(true);
+    expect(aborted.code).toBe('ERR_TTS_ABORTED');
+    expect(isAbortError(aborted)).toBe(true);
     server.scriptSpeech({ type: 'error', status: 500 });
-    expect(isTtsAbort(await ttsErrorOf(collect(tts.synthesize(TEXT))))).toBe(false);
-    expect(isTtsAbort(new Error('ERR_TTS_ABORTED'))).toBe(false);
-    expect(isTtsAbort(new DOMException('aborted', 'AbortError'))).toBe(false);
+    expect(isAbortError(await ttsErrorOf(collect(tts.synthesize(TEXT))))).toBe(false);
+    expect(isAbortError(new Error('ERR_TTS_ABORTED'))).toBe(false);
   });
 });

@@ -14,7 +14,8 @@ import Anthropic, {
   AnthropicError,
 } from '@anthropic-ai/sdk';
 import type { LlmClient, LlmPartial, LlmRequest, LlmResult, LlmUsage } from './llmClient.ts';
-import { LlmError, endedEarlyError, llmHttpError, startDeadline, type RequestDeadline } from './llmErrors.ts';
+import { LlmError, endedEarlyError, llmHttpError } from './llmErrors.ts';
+import { startDeadline, type RequestDeadline } from '../requestDeadline.ts';
 
 export interface AnthropicLlmOptions {
   readonly apiKey: string;

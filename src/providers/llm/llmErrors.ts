@@ -81,46 +81,6 @@ export function llmHttpError(
   });
 }
 
-/**
- * The caller's signal and the request's own timer, merged into the one signal handed to the SDK.
- * It remembers which fired first, because the SDK reports both as the same "user abort".
- */
-export interface RequestDeadline {
-  readonly signal: AbortSignal;
-  /** 'aborted' when the caller's signal fired first, 'timeout' when the timer did, null while neither has. */
-  readonly endedBy: 'aborted' | 'timeout' | null;
-  /** Stops the timer and detaches from the caller's signal; call it when the request ends. */
-  dispose(): void;
-}
-
-/** Starts a deadline of `timeoutMs` linked to `callerSignal` (already aborted => ended at once). */
-export function startDeadline(callerSignal: AbortSignal | undefined, timeoutMs: number): RequestDeadline {
-  const controller = new AbortController();
-  let endedBy: 'aborted' | 'timeout' | null = null;
-  // Abort without a reason: the SDKs recognise the default AbortError as a cancellation, while a
-  // custom reason would surface from fetch as an unrelated error.
-  const end = (why: 'aborted' | 'timeout') => {
-    if (endedBy !== null) return;
-    endedBy = why;
-    controller.abort();
-  };
-  const onCallerAbort = () => end('aborted');
-  const timer = setTimeout(() => end('timeout'), timeoutMs);
-  if (callerSignal?.aborted === true) end('aborted');
-  else callerSignal?.addEventListener('abort', onCallerAbort, { once: true });
-
-  return {
-    signal: controller.signal,
-    get endedBy() {
-      return endedBy;
-    },
-    dispose() {
-      clearTimeout(timer);
-      callerSignal?.removeEventListener('abort', onCallerAbort);
-    },
-  };
-}
-
 /** The error for a request its deadline ended: ERR_LLM_ABORTED (not retryable) or ERR_LLM_TIMEOUT (retryable). */
 export function endedEarlyError(
   endedBy: 'aborted' | 'timeout',

@@ -11,7 +11,8 @@ import OpenAI, {
 } from 'openai';
 import type { ChatCompletionMessageParam } from 'openai/resources/chat/completions';
 import type { LlmClient, LlmPartial, LlmRequest, LlmResult, LlmUsage } from './llmClient.ts';
-import { LlmError, endedEarlyError, llmHttpError, startDeadline, type RequestDeadline } from './llmErrors.ts';
+import { LlmError, endedEarlyError, llmHttpError } from './llmErrors.ts';
+import { startDeadline, type RequestDeadline } from '../requestDeadline.ts';
 
 export interface OpenAiLlmOptions {
   readonly apiKey: string;

@@ -7,6 +7,7 @@
  * ReadableStream, read here chunk by chunk. Network chunks may split a sample, so an odd byte is
  * carried into the next chunk.
  */
+import { startDeadline } from '../requestDeadline.ts';
 import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from 'openai';
 import {
   TtsError,
@@ -117,7 +118,7 @@ export function createOpenAiTts(options: OpenAiTtsOptions): TtsClient {
           return;
         }
         const startedAt = performance.now();
-        const deadline = startTtsDeadline(request.signal, firstByteTimeoutMs, timeoutMs);
+        const deadline = startDeadline(request.signal, timeoutMs, firstByteTimeoutMs);
         let reader: ReadableStreamDefaultReader<Uint8Array> | null = null;
         try {
           let response: Response;
@@ -228,57 +229,6 @@ export function createOpenAiTts(options: OpenAiTtsOptions): TtsClient {
           };
         },
       };
-    },
-  };
-}
-
-interface TtsDeadline {
-  readonly signal: AbortSignal;
-  readonly endedBy: 'aborted' | 'timeout' | null;
-  firstByteArrived(): void;
-  /** Ends the request as aborted (no-op once ended). */
-  abort(): void;
-  dispose(): void;
-}
-
-/** The caller's signal plus two timers (first byte, whole answer), merged into the signal handed to the SDK. */
-function startTtsDeadline(
-  callerSignal: AbortSignal | undefined,
-  firstByteTimeoutMs: number,
-  timeoutMs: number,
-): TtsDeadline {
-  const controller = new AbortController();
-  let endedBy: 'aborted' | 'timeout' | null = null;
-  // No abort reason: the SDK recognises the default AbortError as a cancellation.
-  const end = (why: 'aborted' | 'timeout') => {
-    if (endedBy !== null) return;
-    endedBy = why;
-    controller.abort();
-  };
-  const onCallerAbort = () => end('aborted');
-  let firstByteTimer: NodeJS.Timeout | null = setTimeout(() => end('timeout'), firstByteTimeoutMs);
-  const totalTimer = setTimeout(() => end('timeout'), timeoutMs);
-  if (callerSignal?.aborted === true) end('aborted');
-  else callerSignal?.addEventListener('abort', onCallerAbort, { once: true });
-  const clearFirstByte = () => {
-    if (firstByteTimer !== null) clearTimeout(firstByteTimer);
-    firstByteTimer = null;
-  };
-  return {
-    signal: controller.signal,
-    get endedBy() {
-      return endedBy;
-    },
-    firstByteArrived: clearFirstByte,
-    abort() {
-      if (endedBy !== null) return;
-      // Left early by the consumer: not a caller abort, but the wire must close all the same.
-      controller.abort();
-    },
-    dispose() {
-      clearFirstByte();
-      clearTimeout(totalTimer);
-      callerSignal?.removeEventListener('abort', onCallerAbort);
     },
   };
 }

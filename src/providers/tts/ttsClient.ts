@@ -37,14 +37,6 @@ export class TtsError extends AppError {
   }
 }
 
-/**
- * Whether `err` ends a synthesis its caller aborted through the request's signal, as opposed to a
- * failure: callers that abort on purpose (barge-in, hang-up) end quietly on it.
- */
-export function isTtsAbort(err: unknown): boolean {
-  return err instanceof TtsError && err.code === 'ERR_TTS_ABORTED';
-}
-
 export interface TtsRequest {
   /** Overrides the client's default voice. */
   readonly voice?: string;
