@@ -10,14 +10,13 @@
  *   word-token per interval.
  */
 import { readFile } from 'node:fs/promises';
-import { performance } from 'node:perf_hooks';
 import { parseCompany, parseTemplate } from '../config/companyConfig.ts';
 import { createCompanyRouter } from '../routing/companyRouter.ts';
 import { createLocalEmbedder } from '../routing/localEmbedder.ts';
 import { startFakeOpenAiServer } from '../../test/fakes/fakeOpenAiServer.ts';
 import type { FakeReply, FakeRequest } from '../../test/fakes/fakeOpenAiServer.ts';
-import type { FakeChildConfig, FakeChildRequest } from './protocol.ts';
-import { serveParent } from './protocol.ts';
+import type { FakeChildConfig } from './protocol.ts';
+import { serveFakeChild } from './protocol.ts';
 import { TIER3_ANSWER } from './scenario.ts';
 
 const config = JSON.parse(process.env['BENCH_FAKE_CONFIG'] ?? '{}') as FakeChildConfig;
@@ -85,30 +84,12 @@ const trim = setInterval(() => {
 }, 1000);
 trim.unref();
 
-let windowStart = performance.now();
-let cpuStart = process.cpuUsage();
-
-serveParent<FakeChildRequest>(async (request) => {
-  switch (request.type) {
-    case 'stats': {
-      const windowMs = performance.now() - windowStart;
-      const cpu = process.cpuUsage(cpuStart);
-      const requests = requestCount + server.requests.length;
-      windowStart = performance.now();
-      cpuStart = process.cpuUsage();
-      requestCount = -server.requests.length;
-      return {
-        type: 'stats',
-        requests,
-        cpuCorePct: ((cpu.user + cpu.system) / 1000 / windowMs) * 100,
-        windowMs,
-      };
-    }
-    case 'stop':
-      await server.close();
-      setImmediate(() => process.exit(0));
-      return { type: 'stop' };
-  }
+serveFakeChild({
+  url: server.baseURL,
+  takeCount: () => {
+    const requests = requestCount + server.requests.length;
+    requestCount = -server.requests.length;
+    return requests;
+  },
+  close: () => server.close(),
 });
-
-process.send?.({ type: 'ready', url: server.baseURL, pid: process.pid });

@@ -3,6 +3,7 @@
  * (src/cli/bench.ts, which is also the load generator) asks, the engine and fake-provider children
  * answer. Every request carries an id that its answer repeats.
  */
+import { performance } from 'node:perf_hooks';
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import type { AnsweredBy, FallbackKind, WarmupOutcome } from '../../machines/types.ts';
@@ -206,4 +207,41 @@ export function serveParent<Req extends { id: number; type: string }>(
       },
     );
   });
+}
+
+/** A fake-providers child: where it listens, how many requests it served since asked last, and how to stop. */
+export interface FakeChildServer {
+  readonly url: string;
+  takeCount(): number;
+  close(): Promise<void>;
+}
+
+/**
+ * Runs this process as a fake-providers child: answers `stats` (requests served and CPU used since
+ * the previous `stats`) and `stop`, then tells the orchestrator it is ready.
+ */
+export function serveFakeChild(fakes: FakeChildServer): void {
+  let windowStart = performance.now();
+  let cpuStart = process.cpuUsage();
+  serveParent<FakeChildRequest>(async (request) => {
+    switch (request.type) {
+      case 'stats': {
+        const windowMs = performance.now() - windowStart;
+        const cpu = process.cpuUsage(cpuStart);
+        windowStart = performance.now();
+        cpuStart = process.cpuUsage();
+        return {
+          type: 'stats',
+          requests: fakes.takeCount(),
+          cpuCorePct: ((cpu.user + cpu.system) / 1000 / windowMs) * 100,
+          windowMs,
+        };
+      }
+      case 'stop':
+        await fakes.close();
+        setImmediate(() => process.exit(0));
+        return { type: 'stop' };
+    }
+  });
+  process.send?.({ type: 'ready', url: fakes.url, pid: process.pid });
 }

@@ -11,12 +11,10 @@
  *   emptied every second so that their memory stays flat. Importing test fakes is acceptable in the
  *   bench, a dev tool, and nowhere else.
  */
-import { performance } from 'node:perf_hooks';
 import { startFakeAudioServer } from '../../../test/fakes/fakeAudioServer.ts';
 import type { FakeSpeechReply } from '../../../test/fakes/fakeAudioServer.ts';
 import { startFakeRealtimeServer } from '../../../test/fakes/fakeRealtimeServer.ts';
-import type { FakeChildRequest } from '../protocol.ts';
-import { serveParent } from '../protocol.ts';
+import { serveFakeChild } from '../protocol.ts';
 import { startFakeVoiceUpstream } from './fakeVoiceUpstream.ts';
 import { startProviderRouter } from './providerRouter.ts';
 import { voiceSamples } from './syntheticVoice.ts';
@@ -131,28 +129,4 @@ async function engineFakes(config: Extract<AudioFakesConfig, { mode: 'engine' }>
 const config = JSON.parse(process.env['BENCH_AUDIO_FAKES_CONFIG'] ?? '{}') as AudioFakesConfig;
 const fakes = config.mode === 'engine' ? await engineFakes(config) : await relayFakes(config);
 
-let windowStart = performance.now();
-let cpuStart = process.cpuUsage();
-
-serveParent<FakeChildRequest>(async (request) => {
-  switch (request.type) {
-    case 'stats': {
-      const windowMs = performance.now() - windowStart;
-      const cpu = process.cpuUsage(cpuStart);
-      windowStart = performance.now();
-      cpuStart = process.cpuUsage();
-      return {
-        type: 'stats',
-        requests: fakes.takeCount(),
-        cpuCorePct: ((cpu.user + cpu.system) / 1000 / windowMs) * 100,
-        windowMs,
-      };
-    }
-    case 'stop':
-      await fakes.close();
-      setImmediate(() => process.exit(0));
-      return { type: 'stop' };
-  }
-});
-
-process.send?.({ type: 'ready', url: fakes.url, pid: process.pid });
+serveFakeChild(fakes);
