@@ -1,4 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { waitFor } from '../support/waitFor.ts';
 import { createAnthropicLlm } from '../../src/providers/llm/anthropicLlm.ts';
 import { LlmError } from '../../src/providers/llm/llmErrors.ts';
 import type { LlmClient, LlmRequest } from '../../src/providers/llm/llmClient.ts';
@@ -39,14 +40,6 @@ async function llmErrorOf(promise: Promise<unknown>): Promise<LlmError> {
   );
   expect(err).toBeInstanceOf(LlmError);
   return err as LlmError;
-}
-
-async function waitFor(condition: () => boolean): Promise<void> {
-  const deadline = performance.now() + 2000;
-  while (!condition()) {
-    if (performance.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 5));
-  }
 }
 
 describe('createAnthropicLlm', () => {
@@ -118,7 +111,7 @@ describe('createAnthropicLlm', () => {
       const controller = new AbortController();
 
       const pending = llm.complete(request({ signal: controller.signal }));
-      await waitFor(() => server.requests.length === 1);
+      await waitFor(() => server.requests.length === 1, 2000);
       controller.abort();
       const err = await llmErrorOf(pending);
 
@@ -135,7 +128,7 @@ describe('createAnthropicLlm', () => {
       const controller = new AbortController();
 
       const pending = llm.complete(request({ signal: controller.signal }));
-      await waitFor(() => server.requests.length === 1);
+      await waitFor(() => server.requests.length === 1, 2000);
       controller.abort();
 
       expect((await llmErrorOf(pending)).code).toBe('ERR_LLM_ABORTED');

@@ -1,4 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { waitFor } from '../support/waitFor.ts';
 import { createOpenAiLlm } from '../../src/providers/llm/openaiLlm.ts';
 import { LlmError } from '../../src/providers/llm/llmErrors.ts';
 import type { LlmClient, LlmRequest } from '../../src/providers/llm/llmClient.ts';
@@ -38,14 +39,6 @@ async function llmErrorOf(promise: Promise<unknown>): Promise<LlmError> {
   );
   expect(err).toBeInstanceOf(LlmError);
   return err as LlmError;
-}
-
-async function waitFor(condition: () => boolean): Promise<void> {
-  const deadline = performance.now() + 2000;
-  while (!condition()) {
-    if (performance.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 5));
-  }
 }
 
 describe('createOpenAiLlm', () => {
@@ -139,7 +132,7 @@ describe('createOpenAiLlm', () => {
       const controller = new AbortController();
 
       const pending = llm.complete(request({ signal: controller.signal }));
-      await waitFor(() => server.requests.length === 1);
+      await waitFor(() => server.requests.length === 1, 2000);
       controller.abort();
       const err = await llmErrorOf(pending);
 
@@ -156,7 +149,7 @@ describe('createOpenAiLlm', () => {
       const controller = new AbortController();
 
       const pending = llm.complete(request({ signal: controller.signal }));
-      await waitFor(() => server.requests.length === 1);
+      await waitFor(() => server.requests.length === 1, 2000);
       controller.abort();
 
       expect((await llmErrorOf(pending)).code).toBe('ERR_LLM_ABORTED');

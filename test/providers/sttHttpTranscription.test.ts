@@ -1,4 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { waitFor } from '../support/waitFor.ts';
 import {
   createHttpTranscriptionStt,
   type HttpTranscriptionSttOptions,
@@ -67,14 +68,6 @@ function recorder(): { callbacks: SttCallbacks; log: string[]; errors: SttError[
       },
     },
   };
-}
-
-async function waitFor(condition: () => boolean, timeoutMs = 3000): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!condition()) {
-    if (performance.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 5));
-  }
 }
 
 /** Sends `before` quiet frames, `speech` loud frames, then `after` quiet frames; returns every frame sent. */

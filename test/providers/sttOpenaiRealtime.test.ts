@@ -1,4 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { waitFor } from '../support/waitFor.ts';
 import {
   createOpenAiRealtimeStt,
   realtimeTranscriptionUrl,
@@ -40,14 +41,6 @@ function recorder(): { callbacks: SttCallbacks; seen: Recorded } {
       },
     },
   };
-}
-
-async function waitFor(condition: () => boolean, timeoutMs = 3000): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!condition()) {
-    if (performance.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 5));
-  }
 }
 
 /** An utterance: `speechMs` of loud audio then 300 ms of silence (the fake ends speech after 200). */

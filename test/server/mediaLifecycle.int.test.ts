@@ -3,6 +3,7 @@
  * behind, and malformed frames from a fuzzer close the offending socket without hurting the process
  * or the next call.
  */
+import { waitFor } from '../support/waitFor.ts';
 import { request } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
@@ -131,22 +132,14 @@ function resourceCounts(): Record<string, number> {
   return counts;
 }
 
-async function waitFor(predicate: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error('timed out');
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
 describe('Media Streams lifecycle', () => {
   test('1,000 calls (start, audio, stop) leave no live call, STT socket, timer or socket behind', async () => {
     // One call first, so lazily created resources (agents, pools) exist in the baseline.
     const warm = await openStream();
     warm.send({ event: 'stop', stop: { accountSid: ACCOUNT_SID, callSid: warm.callSid } });
     await warm.closed;
-    await waitFor(() => app.engine.liveCalls === 0);
-    await waitFor(() => stt.connections.every((c) => c.closed !== null));
+    await waitFor(() => app.engine.liveCalls === 0, 10_000);
+    await waitFor(() => stt.connections.every((c) => c.closed !== null), 10_000);
     await new Promise((resolve) => setTimeout(resolve, 100));
     const before = resourceCounts();
     const connectionsBefore = stt.connections.length;
@@ -167,12 +160,12 @@ describe('Media Streams lifecycle', () => {
       expect(closes.every((c) => c.code === 1000 || c.code === 1005)).toBe(true);
     }
 
-    await waitFor(() => app.engine.liveCalls === 0);
+    await waitFor(() => app.engine.liveCalls === 0, 10_000);
     expect([...app.engine.sessions()]).toEqual([]);
     // A call stopped while its STT socket was still connecting abandons the attempt: at most one each.
     expect(stt.connections.length - connectionsBefore).toBeLessThanOrEqual(CALLS);
     expect(stt.connections.length - connectionsBefore).toBeGreaterThan(CALLS / 2);
-    await waitFor(() => stt.connections.every((c) => c.closed !== null));
+    await waitFor(() => stt.connections.every((c) => c.closed !== null), 10_000);
     expect(stt.connections.slice(connectionsBefore).every((c) => c.closed?.by === 'client')).toBe(true);
     await new Promise((resolve) => setTimeout(resolve, 200));
     expect(heldSockets()).toBe(0); // no STT socket left corked
@@ -210,7 +203,7 @@ describe('Media Streams lifecycle', () => {
       }),
       { numRuns: 25 },
     );
-    await waitFor(() => app.engine.liveCalls === 0);
+    await waitFor(() => app.engine.liveCalls === 0, 10_000);
     const s = await openStream();
     s.send({ event: 'stop', stop: { accountSid: ACCOUNT_SID, callSid: s.callSid } });
     expect((await s.closed).code).toBe(1000);

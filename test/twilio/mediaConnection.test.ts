@@ -33,13 +33,8 @@ import { MAX_MEDIA_FRAME_BYTES, parseMediaFrame } from '../../src/twilio/mediaPr
 import type { StreamGrant } from '../../src/twilio/streamTokens.ts';
 import { startFakeAudioServer, type FakeAudioServer } from '../fakes/fakeAudioServer.ts';
 import { startFakeRealtimeServer, type FakeRealtimeServer } from '../fakes/fakeRealtimeServer.ts';
-import {
-  captureLogger,
-  fakeSpeech,
-  waitFor,
-  type FakeSpeech,
-  type FakeSpeechOptions,
-} from './mediaDoubles.ts';
+import { waitFor } from '../support/waitFor.ts';
+import { captureLogger, fakeSpeech, type FakeSpeech, type FakeSpeechOptions } from './mediaDoubles.ts';
 
 // The engine's CallSession must fit what the connection asks of a session.
 const _sessionFits = (s: CallSession): MediaCallSession => s;

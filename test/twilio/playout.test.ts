@@ -7,13 +7,8 @@ import {
   type PlayoutOptions,
   type ReplyStats,
 } from '../../src/speech/playout.ts';
-import {
-  captureLogger,
-  fakeSpeech,
-  waitFor,
-  type FakeSpeech,
-  type FakeSpeechOptions,
-} from './mediaDoubles.ts';
+import { waitFor } from '../support/waitFor.ts';
+import { captureLogger, fakeSpeech, type FakeSpeech, type FakeSpeechOptions } from './mediaDoubles.ts';
 
 const S1 = 'Thanks for calling Riverside Plumbing.';
 const S2 = 'We can send someone out this afternoon.';
