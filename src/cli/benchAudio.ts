@@ -27,6 +27,8 @@ const USAGE = `usage: npm run bench -- audio [options]
   --reply-ms 2000        audio per reply (both arms)
   --reply-delay-ms 300   the bare relay upstream's latency, utterance end → first audio
   --tts-first-byte-ms 150  the engine's fake speech latency
+  --tts-chunk-bytes 4800 the engine's fake speech: bytes per network chunk (4800 = 100 ms of audio)
+  --tts-speed 4          the engine's fake speech: audio sent this many times faster than real time
   --silence-ms 200       silence that ends an utterance in the fakes' VADs
   --pause 800-1600       caller pause between a reply's end and the next utterance, ms
   --listen-only          callers never speak (silence, 50 frames/s): the per-frame path alone
@@ -78,6 +80,8 @@ export function audioSettingsFrom(argv: string[]): { settings: AudioBenchSetting
     'reply-ms': { type: 'string' },
     'reply-delay-ms': { type: 'string' },
     'tts-first-byte-ms': { type: 'string' },
+    'tts-chunk-bytes': { type: 'string' },
+    'tts-speed': { type: 'string' },
     'silence-ms': { type: 'string' },
     pause: { type: 'string' },
     'listen-only': { type: 'boolean', default: false },
@@ -110,6 +114,8 @@ export function audioSettingsFrom(argv: string[]): { settings: AudioBenchSetting
     replyMs: numberFlag(values['reply-ms'], d.replyMs, 'reply-ms'),
     replyDelayMs: numberFlag(values['reply-delay-ms'], d.replyDelayMs, 'reply-delay-ms'),
     ttsFirstByteMs: numberFlag(values['tts-first-byte-ms'], d.ttsFirstByteMs, 'tts-first-byte-ms'),
+    ttsChunkBytes: Math.max(1, numberFlag(values['tts-chunk-bytes'], d.ttsChunkBytes, 'tts-chunk-bytes')),
+    ttsSpeed: Math.max(0.1, numberFlag(values['tts-speed'], d.ttsSpeed, 'tts-speed')),
     silenceMsToStop: numberFlag(values['silence-ms'], d.silenceMsToStop, 'silence-ms'),
     pauseMs: rangeFlag(values.pause, d.pauseMs, 'pause'),
     listenOnly: values['listen-only'],

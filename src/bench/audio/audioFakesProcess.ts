@@ -34,6 +34,10 @@ export type AudioFakesConfig =
       /** What the fake transcription hears, utterance after utterance across calls (cycled). */
       readonly transcripts: readonly string[];
       readonly ttsFirstByteMs: number;
+      readonly ttsChunkBytes: number;
+      /** Audio per character of the text to speak. */
+      readonly ttsMsPerChar: number;
+      readonly ttsSpeed: number;
       readonly replyMs: number;
     };
 
@@ -66,28 +70,33 @@ async function engineFakes(config: Extract<AudioFakesConfig, { mode: 'engine' }>
   // The fake takes transcripts from one queue shared by every connection: enough for any run.
   const batch = Array.from({ length: 1000 }, (_, i) => config.transcripts[i % config.transcripts.length]!);
   for (let i = 0; i < 100; i++) realtime.script(...batch);
-  const audio = await startFakeAudioServer();
+  // Audio in proportion to the text, so a reply spoken sentence by sentence carries as much audio as
+  // one spoken whole. Samples are made once per length (to 20 ms) and shared.
+  const samplesByMs = new Map<number, Int16Array>();
+  const speechFor = (body: Readonly<Record<string, unknown>>): FakeSpeechReply => {
+    const text = typeof body['input'] === 'string' ? body['input'] : '';
+    const ms = Math.max(20, Math.round((text.length * config.ttsMsPerChar) / 20) * 20);
+    let samples = samplesByMs.get(ms);
+    if (samples === undefined) {
+      samples = voiceSamples(ms, 24_000, 3);
+      samplesByMs.set(ms, samples);
+    }
+    return {
+      type: 'pcm',
+      samples,
+      firstByteDelayMs: config.ttsFirstByteMs,
+      chunkSizes: [config.ttsChunkBytes],
+      // 24 kHz PCM16: 48 bytes per millisecond of audio.
+      chunkIntervalMs: config.ttsChunkBytes / 48 / config.ttsSpeed,
+    };
+  };
+  const audio = await startFakeAudioServer({ defaultSpeech: speechFor });
   const router = await startProviderRouter({
     realtime: realtime.baseURL,
     audio: audio.baseURL,
     other: config.llmBaseURL,
   });
-  const reply: FakeSpeechReply = {
-    type: 'pcm',
-    samples: voiceSamples(config.replyMs, 24_000, 3),
-    firstByteDelayMs: config.ttsFirstByteMs,
-  };
-  // The fake answers from a queue (its default is a 300 ms tone): keep it full of replies.
-  let scripted = 0;
-  let served = 0;
   let count = 0;
-  const topUp = () => {
-    if (scripted - served < 1000) {
-      audio.scriptSpeech(...Array.from({ length: 2000 }, () => reply));
-      scripted += 2000;
-    }
-  };
-  topUp();
   const trim = () => {
     const connections = realtime.connections as unknown as {
       appends: string[];
@@ -102,10 +111,8 @@ async function engineFakes(config: Extract<AudioFakesConfig, { mode: 'engine' }>
     for (let i = connections.length - 1; i >= 0; i--)
       if (connections[i]!.closed !== null) connections.splice(i, 1);
     const speech = audio.speechRequests as unknown[];
-    served += speech.length;
     count += speech.length;
     speech.length = 0;
-    topUp();
   };
   const timer = setInterval(trim, 1000);
   timer.unref();

@@ -25,9 +25,14 @@ import {
   COMPANIES,
   TIER1_UTTERANCES,
   TIER2_UTTERANCES,
+  TIER3_ANSWER,
   TIER3_UTTERANCES,
   createDataDir,
 } from '../scenario.ts';
+import { readFile } from 'node:fs/promises';
+import { parseCompany, parseTemplate } from '../../config/companyConfig.ts';
+import { createCompanyRouter, decideWithoutLlm } from '../../routing/companyRouter.ts';
+import { createLocalEmbedder } from '../../routing/localEmbedder.ts';
 import type { AudioFakesConfig } from './audioFakesProcess.ts';
 import type {
   ArmName,
@@ -70,6 +75,14 @@ export interface AudioBenchSettings {
   readonly replyDelayMs: number;
   /** The engine arm's fake speech: first byte after this. */
   readonly ttsFirstByteMs: number;
+  /**
+   * The engine arm's fake speech: bytes per network chunk (24 kHz PCM16, so 4800 = 100 ms of audio).
+   * What a TLS client reads off a streaming speech response is records of a few KiB; the test
+   * fakes' default of odd 1–2048-byte pieces exists to test reassembly, not to cost like the wire.
+   */
+  readonly ttsChunkBytes: number;
+  /** The engine arm's fake speech: audio delivered this many times faster than real time. */
+  readonly ttsSpeed: number;
   /** Silence that ends an utterance in both fakes' VADs. */
   readonly silenceMsToStop: number;
   /** The engine arm's fake LLM latencies (as `npm run bench`). */
@@ -108,6 +121,8 @@ export const DEFAULT_AUDIO_SETTINGS: AudioBenchSettings = {
   replyMs: 2000,
   replyDelayMs: 300,
   ttsFirstByteMs: 150,
+  ttsChunkBytes: 4800,
+  ttsSpeed: 4,
   silenceMsToStop: 200,
   understandingMs: 150,
   firstTokenMs: 400,
@@ -253,6 +268,29 @@ async function startRelayArm(s: AudioBenchSettings, cpus: CpuPlan): Promise<ArmP
   }
 }
 
+/**
+ * The mean length in characters of the engine's replies over the callers' transcripts, each answered
+ * as the company's Tier 1 and Tier 2 answer it (the fixed Tier 3 answer otherwise). The speech fake
+ * gives every text `replyMs / mean` ms of audio per character, so that the engine's replies carry
+ * `replyMs` of audio on average, as the relay's do, however a reply is split into sentences.
+ */
+async function meanReplyCharacters(companyFile: string, templateFile: string): Promise<number> {
+  const company = parseCompany(JSON.parse(await readFile(companyFile, 'utf8')), companyFile);
+  const template = parseTemplate(JSON.parse(await readFile(templateFile, 'utf8')), templateFile);
+  const router = await createCompanyRouter({
+    company,
+    templates: [template],
+    embedder: createLocalEmbedder(),
+  });
+  let total = 0;
+  for (const utterance of TRANSCRIPTS) {
+    const tier1 = router.tier1(utterance);
+    const decided = decideWithoutLlm(tier1, await router.tier2(utterance, null), company.gatekeeper);
+    total += (decided.result?.reply ?? TIER3_ANSWER).length;
+  }
+  return total / TRANSCRIPTS.length;
+}
+
 async function startEngineArm(s: AudioBenchSettings, cpus: CpuPlan): Promise<ArmProcesses> {
   const { dataDir, companyFile, templateFile } = await createDataDir();
   // Ctrl-C: the children exit when their IPC channel closes; the data folder is ours to remove.
@@ -283,10 +321,13 @@ async function startEngineArm(s: AudioBenchSettings, cpus: CpuPlan): Promise<Arm
     yieldToCallers(llmPid);
     const fakesConfig: AudioFakesConfig = {
       mode: 'engine',
+      ttsMsPerChar: s.replyMs / (await meanReplyCharacters(companyFile, templateFile)),
       llmBaseURL,
       silenceMsToStop: s.silenceMsToStop,
       transcripts: TRANSCRIPTS,
       ttsFirstByteMs: s.ttsFirstByteMs,
+      ttsChunkBytes: s.ttsChunkBytes,
+      ttsSpeed: s.ttsSpeed,
       replyMs: s.replyMs,
     };
     const audio: Fake = new Child('fake audio providers', FAKES_SCRIPT, {
@@ -410,9 +451,10 @@ async function runLevel(
     };
     const l = window.speechEndToFirstAudioMs;
     progress(
-      `    server ${server.cpuCorePct.toFixed(1)} % CPU (${result.cpuPerCallPct.toFixed(3)} %/call), loop p99 ` +
+      `    server ${server.cpuCorePct.toFixed(1)} % CPU (${server.systemCorePct.toFixed(1)} kernel; ${result.cpuPerCallPct.toFixed(3)} %/call), loop p99 ` +
         `${server.loopDelayMs.p99.toFixed(1)} ms, late frames ${window.lateFrames}/${window.framesSent}, ` +
         `speech end→audio p50/p99 ${l.p50?.toFixed(0) ?? '-'}/${l.p99?.toFixed(0) ?? '-'} ms, ` +
+        `audio out ${((window.outboundFrames * 20) / Math.max(1, window.utterances - window.noReply)).toFixed(0)} ms/reply, ` +
         `callers ${generatorCpuCorePct.toFixed(0)} % CPU, others ${result.otherCorePct?.toFixed(0) ?? '-'} % → ${result.sustained ? 'sustained' : `not sustained (${reasons.join('; ')})`}`,
     );
     return result;
@@ -523,6 +565,8 @@ export async function runAudioBench(
       replyMs: s.replyMs,
       replyDelayMs: s.replyDelayMs,
       ttsFirstByteMs: s.ttsFirstByteMs,
+      ttsChunkBytes: s.ttsChunkBytes,
+      ttsSpeed: s.ttsSpeed,
       silenceMsToStop: s.silenceMsToStop,
       pauseMs: s.pauseMs,
       listenOnly: s.listenOnly,

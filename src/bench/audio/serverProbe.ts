@@ -15,6 +15,8 @@ export interface ServerWindow {
   readonly liveCalls: number;
   /** CPU time of the process (user + system) as a share of one core, percent. */
   readonly cpuCorePct: number;
+  /** The part of `cpuCorePct` spent in the kernel (system time): socket writes and reads, mostly. */
+  readonly systemCorePct: number;
   readonly eventLoopUtilization: number;
   /** How late a 10 ms sampling timer fired, the interval itself removed. */
   readonly loopDelayMs: { readonly p50: number; readonly p99: number; readonly max: number };
@@ -69,6 +71,7 @@ export function serveProbe(server: {
           durationMs,
           liveCalls: server.liveCalls(),
           cpuCorePct: ((cpu.user + cpu.system) / 1000 / durationMs) * 100,
+          systemCorePct: (cpu.system / 1000 / durationMs) * 100,
           eventLoopUtilization: performance.eventLoopUtilization(eluStart).utilization,
           loopDelayMs: {
             p50: lateness(loopDelay.percentile(50)),
