@@ -1,7 +1,7 @@
 /**
  * The startup warmup: before the engine reports ready, one synthetic turn per company goes through
  * the call machine as the engine provided it, and each LLM provider gets a connection, so the first
- * real caller does not pay for cold code paths, a TCP + TLS handshake or an SDK's lazy set-up.
+ * real caller does not pay for cold code paths, a TCP + TLS handshake or a client's lazy set-up.
  *
  * What runs for real: the call machine (greeting, listening, thinking with every routing state the
  * company's policy reaches, speaking), Tier 1, the warmup gate (it reads the budget and hit-rate
@@ -12,10 +12,10 @@
  * company's rules even when it understands with an LLM; the LLM actor answers a fixed text without
  * a request; fallback lines rotate in a throwaway counter (the shared one is left alone); the
  * speaker finishes at once. Instead, each configured LLM provider is asked for its model list (a
- * free `GET /v1/models` through the vendor's SDK), which leaves a kept-alive connection and a TLS
- * session behind for the first paid request. The connection lasts only while fetch keeps idle
- * sockets (a few seconds by default): a call soon after start rides it; a later one still finds the
- * SDK's and fetch's code warm and the TLS session cached.
+ * free `GET /v1/models` through the provider's client), which leaves a kept-alive connection and a
+ * TLS session behind for the first paid request. The connection lasts only while the client keeps
+ * idle sockets (4 s for OpenAI's): a call soon after start rides it; a later one still finds the
+ * client's code warm and the TLS session cached.
  *
  * There is no audio cache to fill: on ConversationRelay, Twilio synthesises speech itself.
  *

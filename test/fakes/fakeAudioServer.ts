@@ -1,5 +1,6 @@
 /**
- * A fake OpenAI-compatible audio server for tests that drive the real `openai` SDK:
+ * A fake OpenAI-compatible audio server for tests that drive the speech and transcription clients on
+ * the wire:
  * `POST /v1/audio/speech` streams raw PCM16 (a generated tone by default) in uneven, odd-sized chunks
  * with configurable first-byte latency and records whether the client hung up early;
  * `POST /v1/audio/transcriptions` reads the multipart upload, records the file (and checks it is a

@@ -1,5 +1,6 @@
 /**
- * A fake OpenAI-compatible HTTP server for tests that drive the real `openai` SDK: streaming and
+ * A fake OpenAI-compatible HTTP server for tests that drive our OpenAI clients (and the real `openai`
+ * SDK, which the embedder and speech-to-text use) on the wire: streaming and
  * non-streaming chat completions, embeddings (base64 and float), the model list, scripted answers, latency,
  * failures, and a record of every request including whether the client hung up early.
  *

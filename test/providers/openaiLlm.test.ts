@@ -1,3 +1,5 @@
+import { createServer, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { waitFor } from '../support/waitFor.ts';
 import { createOpenAiLlm } from '../../src/providers/llm/openaiLlm.ts';
@@ -67,6 +69,9 @@ describe('createOpenAiLlm', () => {
     const [sent] = server.requests;
     expect(sent?.path).toBe('/v1/chat/completions');
     expect(sent?.headers.authorization).toBe('Bearer test-key');
+    expect(sent?.headers['content-type']).toBe('application/json');
+    expect(sent?.headers.accept).toBe('text/event-stream');
+    expect(sent?.headers['user-agent']).toMatch(/^switchboard/);
     expect(sent?.body).toMatchObject({
       model: 'gpt-4o-mini',
       stream: true,
@@ -117,13 +122,41 @@ describe('createOpenAiLlm', () => {
 
   it('reuses one connection across requests (keep-alive)', async () => {
     await llm.complete(request());
-    // The SDK stops reading at [DONE]; undici returns the socket to its pool when the body end is
-    // processed, a moment later. Real turns are never back-to-back within one tick.
-    await new Promise((r) => setTimeout(r, 10));
+    // The adapter resolves at the body's end, once its socket is back in the pool: no pause needed.
     await llm.complete(request());
 
     expect(server.requests).toHaveLength(2);
     expect(server.requests[1]?.clientPort).toBe(server.requests[0]?.clientPort);
+  });
+
+  it('parses the stream however the network splits it: byte by byte, CRLF, multi-byte text', async () => {
+    const words = ['Grüße', ' aus', ' 東京', ' 🎉'];
+    const events = [
+      ': a comment the server sends to keep the stream alive',
+      ...words.map((w) => `data: ${JSON.stringify({ choices: [{ index: 0, delta: { content: w } }] })}`),
+      `data: ${JSON.stringify({ choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] })}`,
+      `data: ${JSON.stringify({ choices: [], usage: { prompt_tokens: 9, completion_tokens: 4 } })}`,
+      'data: [DONE]',
+    ];
+    const bytes = Buffer.from(events.map((e) => `${e}\r\n\r\n`).join(''), 'utf8');
+    const raw = await startRawServer(async (res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      for (const byte of bytes) {
+        res.write(Buffer.of(byte));
+        await new Promise((r) => setImmediate(r));
+      }
+      res.end();
+    });
+    const tokens: string[] = [];
+
+    const result = await createOpenAiLlm({ apiKey: 'k', baseURL: raw.baseURL }).complete(
+      request({ onToken: (t) => tokens.push(t) }),
+    );
+    await raw.close();
+
+    expect(result.text).toBe(words.join(''));
+    expect(tokens).toEqual(words);
+    expect(result.usage).toEqual({ inputTokens: 9, outputTokens: 4 });
   });
 
   describe('abort', () => {
@@ -246,6 +279,56 @@ describe('createOpenAiLlm', () => {
       expect(server.requests).toHaveLength(1);
     });
 
+    it("the provider's message comes from the error body; the key never appears; the socket is reused", async () => {
+      server.script({ type: 'error', status: 400, message: 'Nope.' });
+
+      const err = await llmErrorOf(llm.complete(request()));
+      await llm.complete(request());
+
+      expect(err.message).toBe('openai answered HTTP 400: Nope.');
+      expect(err.message).not.toContain('test-key');
+      expect(err.partial).toMatchObject({ text: '', usage: null, firstTokenMs: null });
+      // The error body was read to its end, so its connection went back to the pool.
+      expect(server.requests[1]?.clientPort).toBe(server.requests[0]?.clientPort);
+    });
+
+    it('an error object inside a 200 stream: ERR_LLM_HTTP, retryable, with the partial text', async () => {
+      server.script({
+        type: 'garbage',
+        body:
+          'data: {"choices":[{"index":0,"delta":{"content":"Let me"}}]}\n\n' +
+          'data: {"error":{"message":"The server had an error while processing your request."}}\n\n',
+      });
+
+      const err = await llmErrorOf(llm.complete(request()));
+
+      expect(err.code).toBe('ERR_LLM_HTTP');
+      expect(err.retryable).toBe(true);
+      expect(err.status).toBeNull();
+      expect(err.message).toContain('The server had an error while processing your request.');
+      expect(err.partial.text).toBe('Let me');
+    });
+
+    it('a stream that ends without a finish_reason: ERR_LLM_BAD_RESPONSE with the partial text', async () => {
+      server.script({
+        type: 'garbage',
+        body: 'data: {"choices":[{"index":0,"delta":{"content":"Half"}}]}\n\ndata: [DONE]\n\n',
+      });
+
+      const err = await llmErrorOf(llm.complete(request()));
+
+      expect(err.code).toBe('ERR_LLM_BAD_RESPONSE');
+      expect(err.partial.text).toBe('Half');
+    });
+
+    it('a body that never breaks a line is cut off: ERR_LLM_BAD_RESPONSE', async () => {
+      server.script({ type: 'garbage', body: `data: ${'x'.repeat(2 * 1024 * 1024)}` });
+
+      const err = await llmErrorOf(llm.complete(request()));
+
+      expect(err.code).toBe('ERR_LLM_BAD_RESPONSE');
+    });
+
     it('malformed SSE JSON: ERR_LLM_BAD_RESPONSE', async () => {
       server.script({ type: 'garbage' });
 
@@ -300,8 +383,6 @@ describe('createOpenAiLlm', () => {
 describe('preconnect', () => {
   it('lists models (free), then a completion reuses that connection', async () => {
     await llm.preconnect!({ timeoutMs: 5000 });
-    // The socket goes back to the pool a moment after the response ends (as in the keep-alive test).
-    await new Promise((r) => setTimeout(r, 10));
     await llm.complete(request());
 
     expect(server.requests.map((r) => `${r.method} ${r.path}`)).toEqual([
@@ -319,11 +400,38 @@ describe('preconnect', () => {
     expect(err).toMatchObject({ code: 'ERR_LLM_HTTP', status: 503 });
   });
 
-  it('gives up at its timeout', async () => {
+  it('gives up at its timeout, closing the connection', async () => {
     server.script({ type: 'hang' });
 
     const err = await llmErrorOf(llm.preconnect!({ timeoutMs: 50 }));
 
     expect(err.code).toBe('ERR_LLM_TIMEOUT');
+    expect((await server.settled(0)).clientWentAway).toBe('before-first-token');
+  });
+
+  it('with an already-aborted signal: ERR_LLM_ABORTED and no request', async () => {
+    const err = await llmErrorOf(llm.preconnect!({ signal: AbortSignal.abort(), timeoutMs: 5000 }));
+
+    expect(err.code).toBe('ERR_LLM_ABORTED');
+    await new Promise((r) => setTimeout(r, 50));
+    expect(server.requests).toHaveLength(0);
   });
 });
+
+/** A bare HTTP server for streams the fake cannot produce (bytes written one at a time). */
+async function startRawServer(
+  answer: (res: ServerResponse) => Promise<void>,
+): Promise<{ baseURL: string; close(): Promise<void> }> {
+  const raw = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => void answer(res));
+  });
+  await new Promise<void>((resolve) => raw.listen(0, '127.0.0.1', resolve));
+  return {
+    baseURL: `http://127.0.0.1:${(raw.address() as AddressInfo).port}/v1`,
+    close: async () => {
+      raw.closeAllConnections();
+      await new Promise<void>((resolve) => raw.close(() => resolve()));
+    },
+  };
+}

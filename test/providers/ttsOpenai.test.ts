@@ -1,3 +1,5 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isAbortError } from '../../src/errors.ts';
 import {
@@ -88,6 +90,29 @@ describe('createPcm16Decoder', () => {
     expect(decoder.push(new Uint8Array([1, 2, 3])).length).toBe(1);
     expect(decoder.leftover).toBe(true);
   });
+
+  it('decodes the same on either host byte order (byte copy or sample by sample)', () => {
+    const samples = Int16Array.from([0, 1, -1, 32767, -32768, 256, -257, 12345, -4321]);
+    const bytes = pcm16Bytes(samples);
+    for (const littleEndianHost of [true, false]) {
+      for (const sizes of [[1], [3, 1, 5], [2], [7, 9]]) {
+        const decoder = createPcm16Decoder(littleEndianHost);
+        const out: number[] = [];
+        let offset = 0;
+        let turn = 0;
+        while (offset < bytes.length) {
+          const size = sizes[turn++ % sizes.length]!;
+          // A view into a larger buffer, at an odd offset, as network chunks are.
+          const padded = new Uint8Array(size + 3);
+          padded.set(bytes.subarray(offset, offset + size), 1);
+          out.push(...decoder.push(padded.subarray(1, 1 + Math.min(size, bytes.length - offset))));
+          offset += size;
+        }
+        expect(out).toEqual(Array.from(samples));
+        expect(decoder.leftover).toBe(false);
+      }
+    }
+  });
 });
 
 describe('createOpenAiTts', () => {
@@ -103,6 +128,8 @@ describe('createOpenAiTts', () => {
     expect(chunks.length).toBeGreaterThan(3);
     const sent = await server.speechSettled(0);
     expect(sent.headers.authorization).toBe('Bearer test-key');
+    expect(sent.headers['content-type']).toBe('application/json');
+    expect(sent.headers['user-agent']).toMatch(/^switchboard/);
     expect(sent.body).toEqual({
       model: 'gpt-4o-mini-tts',
       voice: 'marin',
@@ -179,12 +206,34 @@ describe('createOpenAiTts', () => {
     expect(stream.stats.outcome).toBe('aborted');
   });
 
-  it('an already-aborted signal fails at once with ERR_TTS_ABORTED', async () => {
+  it('an already-aborted signal fails at once with ERR_TTS_ABORTED, and no request is made', async () => {
     const controller = new AbortController();
     controller.abort();
     const err = await ttsErrorOf(collect(tts.synthesize(TEXT, { signal: controller.signal })));
     expect(err.code).toBe('ERR_TTS_ABORTED');
     expect(err.retryable).toBe(false);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(server.speechRequests).toHaveLength(0);
+  });
+
+  it('aborting before the response headers closes the request on the wire', async () => {
+    server.scriptSpeech({ type: 'hang' });
+    const controller = new AbortController();
+    const pending = ttsErrorOf(collect(tts.synthesize(TEXT, { signal: controller.signal })));
+    while (server.speechRequests.length === 0) await new Promise((r) => setTimeout(r, 2));
+    controller.abort();
+    expect((await pending).code).toBe('ERR_TTS_ABORTED');
+    expect((await server.speechSettled(0)).clientWentAway).toBe('before-first-byte');
+  });
+
+  it('times out a body that runs past the total deadline, closing it mid-stream', async () => {
+    server.scriptSpeech({ type: 'pcm', durationMs: 3000, chunkSizes: [480], chunkIntervalMs: 5 });
+    const stream = client({ timeoutMs: 150 }).synthesize(TEXT);
+    const err = await ttsErrorOf(collect(stream));
+    expect(err).toMatchObject({ code: 'ERR_TTS_TIMEOUT', retryable: true });
+    expect((await server.speechSettled(0)).clientWentAway).toBe('before-last-byte');
+    expect(stream.stats.outcome).toBe('failed');
+    expect(stream.stats.samples).toBeGreaterThan(0);
   });
 
   it('times out a first byte that is too slow, closing the request', async () => {
@@ -204,10 +253,59 @@ describe('createOpenAiTts', () => {
     expect(server.speechRequests).toHaveLength(2); // no SDK retries
   });
 
-  it('rejects a 200 JSON answer as ERR_TTS_BAD_RESPONSE', async () => {
-    server.scriptSpeech({ type: 'json', body: { text: 'not audio' } });
+  it('rejects a 200 JSON or text answer as ERR_TTS_BAD_RESPONSE', async () => {
+    server.scriptSpeech(
+      { type: 'json', body: { text: 'not audio' } },
+      { type: 'pcm', contentType: 'text/plain; charset=utf-8' },
+    );
+    expect((await ttsErrorOf(collect(tts.synthesize(TEXT)))).code).toBe('ERR_TTS_BAD_RESPONSE');
     const err = await ttsErrorOf(collect(tts.synthesize(TEXT)));
     expect(err.code).toBe('ERR_TTS_BAD_RESPONSE');
+    expect(err.message).toContain('text/plain');
+  });
+
+  it('nothing listening: ERR_TTS_CONNECTION, retryable', async () => {
+    await server.close();
+    const err = await ttsErrorOf(collect(tts.synthesize(TEXT)));
+    expect(err).toMatchObject({ code: 'ERR_TTS_CONNECTION', retryable: true });
+    expect(err.message).not.toContain('test-key');
+  });
+
+  it('reuses one connection across syntheses, including after an HTTP error', async () => {
+    const ports: number[] = [];
+    let connections = 0;
+    let answered = 0;
+    const raw = createServer((req, res) => {
+      ports.push(req.socket.remotePort ?? 0);
+      req.resume();
+      req.on('end', () => {
+        if (answered++ === 1) {
+          res.writeHead(429, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ error: { message: 'Slow down.' } }));
+          return;
+        }
+        res.writeHead(200, { 'content-type': 'audio/pcm' });
+        res.end(Buffer.alloc(4801));
+      });
+    });
+    raw.on('connection', () => connections++);
+    await new Promise<void>((resolve) => raw.listen(0, '127.0.0.1', resolve));
+    const local = createOpenAiTts({
+      apiKey: 'k',
+      baseURL: `http://127.0.0.1:${(raw.address() as AddressInfo).port}/v1`,
+    });
+
+    expect((await collect(local.synthesize(TEXT))).samples.length).toBe(2400);
+    const err = await ttsErrorOf(collect(local.synthesize(TEXT)));
+    expect(err).toMatchObject({ code: 'ERR_TTS_HTTP', status: 429, retryable: true });
+    expect(err.message).toBe('TTS answered HTTP 429: Slow down.');
+    expect((await collect(local.synthesize(TEXT))).samples.length).toBe(2400);
+    raw.closeAllConnections();
+    await new Promise<void>((resolve) => raw.close(() => resolve()));
+
+    expect(ports).toHaveLength(3);
+    expect(new Set(ports).size).toBe(1);
+    expect(connections).toBe(1);
   });
 
   it('maps a server drop mid-stream to ERR_TTS_CONNECTION after yielding what arrived', async () => {

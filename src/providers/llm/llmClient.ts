@@ -56,7 +56,7 @@ export interface LlmClient {
   complete(request: LlmRequest): Promise<LlmResult>;
   /**
    * Opens a connection to the provider without spending tokens (it lists models), so the first
-   * paid request finds the connection, TLS session and SDK ready. Errors are LlmErrors.
+   * paid request finds the connection, TLS session and client code ready. Errors are LlmErrors.
    */
   preconnect?(options: { readonly signal?: AbortSignal; readonly timeoutMs: number }): Promise<void>;
 }

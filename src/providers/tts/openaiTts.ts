@@ -1,14 +1,20 @@
 /**
- * TtsClient over OpenAI `audio.speech.create` with `response_format: 'pcm'`: raw 24 kHz 16-bit
+ * TtsClient over OpenAI `POST /audio/speech` with `response_format: 'pcm'`: raw 24 kHz 16-bit
  * little-endian mono, no header, streamed over chunked HTTP. Works with any OpenAI-compatible server
  * through `baseURL` (which must include `/v1`).
  *
- * The SDK hands back the fetch Response untouched for binary endpoints; its `body` is a web
- * ReadableStream, read here chunk by chunk. Network chunks may split a sample, so an odd byte is
- * carried into the next chunk.
+ * It speaks HTTP itself (src/providers/http/) rather than through the `openai` SDK, and reads the
+ * body by async iteration of the node:http response, chunk by chunk. Network chunks may split a
+ * sample, so an odd byte is carried into the next chunk.
  */
+import type { IncomingMessage } from 'node:http';
 import { startDeadline } from '../requestDeadline.ts';
-import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from 'openai';
+import {
+  HttpAbortError,
+  OPENAI_API_BASE_URL,
+  createHttpClient,
+  isSuccessStatus,
+} from '../http/httpClient.ts';
 import {
   TtsError,
   type TtsClient,
@@ -21,7 +27,7 @@ import { ttsCostUsd } from './ttsPrices.ts';
 
 export interface OpenAiTtsOptions {
   readonly apiKey: string;
-  /** Must include `/v1`. Defaults to the SDK's (OPENAI_BASE_URL or https://api.openai.com/v1). */
+  /** Must include `/v1`. Default https://api.openai.com/v1 (the app passes TTS_BASE_URL or OPENAI_BASE_URL). */
   readonly baseURL?: string;
   /** Default gpt-4o-mini-tts. */
   readonly model?: string;
@@ -54,7 +60,14 @@ export interface Pcm16Decoder {
   readonly leftover: boolean;
 }
 
-export function createPcm16Decoder(): Pcm16Decoder {
+/** Whether this machine stores an Int16Array's samples little-endian (nearly all do). */
+const HOST_LITTLE_ENDIAN = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
+
+/**
+ * Creates a decoder. `littleEndianHost` is for tests: on a little-endian host the bytes are copied
+ * as they are (a memory copy, several times cheaper than assembling each sample).
+ */
+export function createPcm16Decoder(littleEndianHost: boolean = HOST_LITTLE_ENDIAN): Pcm16Decoder {
   let carry = -1;
   return {
     push(chunk) {
@@ -67,8 +80,14 @@ export function createPcm16Decoder(): Pcm16Decoder {
         i = 1;
         carry = -1;
       }
-      for (; i + 1 < chunk.length; i += 2) {
-        out[n++] = ((chunk[i]! | (chunk[i + 1]! << 8)) << 16) >> 16;
+      if (littleEndianHost) {
+        const bytes = (out.length - n) * 2;
+        new Uint8Array(out.buffer, n * 2, bytes).set(chunk.subarray(i, i + bytes));
+        i += bytes;
+      } else {
+        for (; i + 1 < chunk.length; i += 2) {
+          out[n++] = ((chunk[i]! | (chunk[i + 1]! << 8)) << 16) >> 16;
+        }
       }
       if (i < chunk.length) carry = chunk[i]!;
       return out;
@@ -79,17 +98,14 @@ export function createPcm16Decoder(): Pcm16Decoder {
   };
 }
 
-/** Creates the OpenAI TTS client. One SDK instance serves every request, so connections are reused. */
+/** Creates the OpenAI TTS client. One connection pool serves every request, so connections are reused. */
 export function createOpenAiTts(options: OpenAiTtsOptions): TtsClient {
   const model = options.model ?? DEFAULT_MODEL;
-  // No SDK retries: a caller waiting on the line cannot sit through backoff.
-  const client = new OpenAI({
-    apiKey: options.apiKey,
-    maxRetries: 0,
-    ...(options.baseURL === undefined ? {} : { baseURL: options.baseURL }),
-  });
+  // No retries: a caller waiting on the line cannot sit through backoff.
+  const http = createHttpClient({ apiKey: options.apiKey, baseURL: options.baseURL ?? OPENAI_API_BASE_URL });
   const firstByteTimeoutMs = options.firstByteTimeoutMs ?? 4000;
   const timeoutMs = options.timeoutMs ?? 30_000;
+  const limits = { firstByteTimeoutMs, timeoutMs };
 
   return {
     provider: 'openai',
@@ -119,12 +135,16 @@ export function createOpenAiTts(options: OpenAiTtsOptions): TtsClient {
         }
         const startedAt = performance.now();
         const deadline = startDeadline(request.signal, timeoutMs, firstByteTimeoutMs);
-        let reader: ReadableStreamDefaultReader<Uint8Array> | null = null;
+        let body: IncomingMessage | null = null;
+        const fail = (err: unknown) => translateError(err, deadline.endedBy, body !== null, limits);
         try {
-          let response: Response;
+          let status: number;
+          let contentType: string;
           try {
-            response = await client.audio.speech.create(
-              {
+            const response = await http.request({
+              method: 'POST',
+              path: '/audio/speech',
+              json: {
                 model,
                 voice,
                 input: text,
@@ -133,45 +153,55 @@ export function createOpenAiTts(options: OpenAiTtsOptions): TtsClient {
                 ...(instructions === undefined ? {} : { instructions }),
                 ...(request.speed === undefined ? {} : { speed: request.speed }),
               },
-              { signal: deadline.signal },
-            );
+              accept: 'audio/pcm, application/octet-stream;q=0.9, */*;q=0.1',
+              signal: deadline.signal,
+            });
+            body = response.body;
+            status = response.status;
+            contentType = response.headers['content-type'] ?? '';
+            if (!isSuccessStatus(status)) {
+              // The error body is read (bounded), so the connection goes back to the pool.
+              const message = await http.errorMessage(response);
+              throw new TtsError('ERR_TTS_HTTP', `TTS answered HTTP ${status}: ${message}`, {
+                status,
+                retryable: status === 408 || status === 429 || status >= 500,
+              });
+            }
           } catch (err) {
-            throw translateError(err, deadline.endedBy, firstByteTimeoutMs, timeoutMs);
+            throw fail(err);
           }
-          const contentType = response.headers.get('content-type') ?? '';
-          if (/json|^text\//i.test(contentType) || response.body === null) {
+          if (/json|^text\//i.test(contentType) || status === 204 || status === 205) {
             throw new TtsError(
               'ERR_TTS_BAD_RESPONSE',
               `TTS answered ${contentType || 'an empty body'}, not raw audio`,
             );
           }
-          reader = response.body.getReader();
           const decoder = createPcm16Decoder();
+          const chunks = body[Symbol.asyncIterator]() as AsyncIterator<Buffer, undefined>;
           for (;;) {
-            let chunk: Awaited<ReturnType<typeof reader.read>>;
+            let next: IteratorResult<Buffer, undefined>;
             try {
-              chunk = await reader.read();
+              next = await chunks.next();
             } catch (err) {
-              throw translateError(err, deadline.endedBy, firstByteTimeoutMs, timeoutMs);
+              throw fail(err);
             }
-            if (chunk.done) break;
-            if (chunk.value.length === 0) continue;
+            if (next.done === true) break;
+            const chunk = next.value;
+            if (chunk.length === 0) continue;
             if (firstByteMs === null) {
               firstByteMs = performance.now() - startedAt;
               deadline.firstByteArrived();
               const ms = firstByteMs;
               request.onFirstByte?.(ms);
             }
-            const pcm = decoder.push(chunk.value);
+            const pcm = decoder.push(chunk);
             if (pcm.length > 0) {
               samples += pcm.length;
               yield pcm;
             }
           }
           // A body that ends quietly after an abort is still an abort.
-          if (deadline.endedBy !== null) {
-            throw translateError(new APIUserAbortError(), deadline.endedBy, firstByteTimeoutMs, timeoutMs);
-          }
+          if (deadline.endedBy !== null) throw fail(new HttpAbortError());
           // A dangling odd byte is half a sample: dropped, as nothing can complete it.
           outcome = 'complete';
         } catch (err) {
@@ -182,7 +212,7 @@ export function createOpenAiTts(options: OpenAiTtsOptions): TtsClient {
           if (outcome !== 'complete') {
             // Closes the socket, so the server stops generating (and, hopefully, billing).
             deadline.abort();
-            reader?.cancel().catch(() => undefined);
+            body?.destroy();
           }
           deadline.dispose();
           durationMs = performance.now() - startedAt;
@@ -233,40 +263,32 @@ export function createOpenAiTts(options: OpenAiTtsOptions): TtsClient {
   };
 }
 
-/** Maps whatever the SDK (or fetch beneath it) threw onto a TtsError; the deadline's verdict wins. */
+/**
+ * Maps whatever a request threw onto a TtsError; the deadline's verdict wins. `answered` tells a
+ * failure to connect or send (no response yet) from one while reading the audio.
+ */
 function translateError(
   err: unknown,
   endedBy: 'aborted' | 'timeout' | null,
-  firstByteTimeoutMs: number,
-  timeoutMs: number,
+  answered: boolean,
+  limits: { readonly firstByteTimeoutMs: number; readonly timeoutMs: number },
 ): TtsError {
-  if (err instanceof TtsError) return err;
-  if (endedBy === 'aborted' || (endedBy === null && err instanceof APIUserAbortError)) {
+  if (endedBy === 'aborted' || (endedBy === null && err instanceof HttpAbortError)) {
     return new TtsError('ERR_TTS_ABORTED', 'TTS request aborted by the caller', { cause: err });
   }
-  if (endedBy === 'timeout' || err instanceof APIConnectionTimeoutError) {
+  if (endedBy === 'timeout') {
     return new TtsError(
       'ERR_TTS_TIMEOUT',
-      `TTS request exceeded its deadline (first byte ${firstByteTimeoutMs} ms, total ${timeoutMs} ms)`,
+      `TTS request exceeded its deadline (first byte ${limits.firstByteTimeoutMs} ms, total ${limits.timeoutMs} ms)`,
       { retryable: true, cause: err },
     );
   }
-  if (err instanceof APIConnectionError) {
-    return new TtsError('ERR_TTS_CONNECTION', `TTS connection failed: ${err.message}`, {
-      retryable: true,
-      cause: err,
-    });
-  }
-  if (err instanceof APIError && typeof err.status === 'number') {
-    return new TtsError('ERR_TTS_HTTP', `TTS answered HTTP ${err.status}: ${err.message}`, {
-      status: err.status,
-      retryable: err.status === 408 || err.status === 429 || err.status >= 500,
-      cause: err,
-    });
-  }
-  // Anything else came from reading the body, e.g. undici's "terminated" when the socket drops.
-  return new TtsError('ERR_TTS_CONNECTION', `TTS stream failed: ${String(err)}`, {
-    retryable: true,
-    cause: err,
-  });
+  if (err instanceof TtsError) return err;
+  const reason = err instanceof Error ? err.message : String(err);
+  // Connection refused or reset, DNS, TLS; or, once answering, the socket dropped mid-stream.
+  return new TtsError(
+    'ERR_TTS_CONNECTION',
+    answered ? `TTS stream failed: ${reason}` : `TTS connection failed: ${reason}`,
+    { retryable: true, cause: err },
+  );
 }
