@@ -37,6 +37,8 @@ const USAGE = `usage: npm run bench -- audio [options]
   --log-level info       engine log level (written to /dev/null)
   --no-pin               do not pin processes to CPUs
   --cpu-prof DIR         write a V8 CPU profile of the server process (relay or engine) into DIR
+  --node-flags "…"       extra Node/V8 flags for the server process, e.g. "--trace-gc" or
+                         "--max-semi-space-size=16"
   --quick                20 and 100 calls, 5 s windows, 2 s warm-ups
   --json                 print the result as JSON instead of tables
 `;
@@ -89,6 +91,7 @@ export function audioSettingsFrom(argv: string[]): { settings: AudioBenchSetting
     'log-level': { type: 'string', default: 'info' },
     'no-pin': { type: 'boolean', default: false },
     'cpu-prof': { type: 'string' },
+    'node-flags': { type: 'string' },
     quick: { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
@@ -123,6 +126,7 @@ export function audioSettingsFrom(argv: string[]): { settings: AudioBenchSetting
     logLevel: values['log-level'],
     pin: !values['no-pin'] && os.availableParallelism() >= 2,
     cpuProfDir: values['cpu-prof'] ?? null,
+    serverNodeFlags: values['node-flags']?.split(/\s+/).filter(Boolean) ?? [],
   };
   return { settings, json: values.json };
 }

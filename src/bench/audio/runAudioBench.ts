@@ -105,6 +105,8 @@ export interface AudioBenchSettings {
   readonly pin: boolean;
   /** Write a V8 CPU profile of the server process (relay or engine) into this folder. */
   readonly cpuProfDir: string | null;
+  /** Extra Node/V8 flags for the server process (both arms), e.g. `--max-semi-space-size=16`. */
+  readonly serverNodeFlags: readonly string[];
 }
 
 export const DEFAULT_AUDIO_SETTINGS: AudioBenchSettings = {
@@ -134,10 +136,15 @@ export const DEFAULT_AUDIO_SETTINGS: AudioBenchSettings = {
   logLevel: 'info',
   pin: os.availableParallelism() >= 2,
   cpuProfDir: null,
+  serverNodeFlags: [],
 };
 
 function serverArgs(s: AudioBenchSettings): string[] {
-  return ['--expose-gc', ...(s.cpuProfDir === null ? [] : ['--cpu-prof', `--cpu-prof-dir=${s.cpuProfDir}`])];
+  return [
+    '--expose-gc',
+    ...s.serverNodeFlags,
+    ...(s.cpuProfDir === null ? [] : ['--cpu-prof', `--cpu-prof-dir=${s.cpuProfDir}`]),
+  ];
 }
 
 type Server = Child<ServerRequest, ServerAnswer>;
@@ -567,6 +574,7 @@ export async function runAudioBench(
       ttsFirstByteMs: s.ttsFirstByteMs,
       ttsChunkBytes: s.ttsChunkBytes,
       ttsSpeed: s.ttsSpeed,
+      serverNodeFlags: s.serverNodeFlags,
       silenceMsToStop: s.silenceMsToStop,
       pauseMs: s.pauseMs,
       listenOnly: s.listenOnly,
