@@ -37,8 +37,8 @@ const USAGE = `usage: npm run bench -- audio [options]
   --log-level info       engine log level (written to /dev/null)
   --no-pin               do not pin processes to CPUs
   --cpu-prof DIR         write a V8 CPU profile of the server process (relay or engine) into DIR
-  --node-flags "…"       extra Node/V8 flags for the server process, e.g. "--trace-gc" or
-                         "--max-semi-space-size=16"
+  --node-flags=FLAGS     extra Node/V8 flags for the server process (with "=", space-separated),
+                         e.g. --node-flags=--trace-gc or --node-flags="--max-semi-space-size=16 --trace-gc"
   --quick                20 and 100 calls, 5 s windows, 2 s warm-ups
   --json                 print the result as JSON instead of tables
 `;
