@@ -1,5 +1,6 @@
 /**
- * A fake Anthropic Messages server for tests that drive the real `@anthropic-ai/sdk`: the real SSE
+ * A fake Anthropic Messages server for tests that drive our Anthropic client on the wire (and the real
+ * `@anthropic-ai/sdk`, which `fakeServers.test.ts` uses to check the fake speaks the protocol): the real SSE
  * event sequence (with `event:` lines), non-streaming answers, the vendor's error shape, and the
  * same scripting, latency and recording as the OpenAI fake (whose core it reuses).
  */

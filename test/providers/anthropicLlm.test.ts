@@ -1,19 +1,21 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { startRawServer } from '../support/rawServer.ts';
 import { waitFor } from '../support/waitFor.ts';
-import { createAnthropicLlm } from '../../src/providers/llm/anthropicLlm.ts';
+import { ANTHROPIC_VERSION, createAnthropicLlm } from '../../src/providers/llm/anthropicLlm.ts';
 import { LlmError } from '../../src/providers/llm/llmErrors.ts';
 import type { LlmClient, LlmRequest } from '../../src/providers/llm/llmClient.ts';
 import { startFakeAnthropicServer, type FakeAnthropicServer } from '../fakes/fakeAnthropicServer.ts';
 import { fakeTokens } from '../fakes/fakeOpenAiServer.ts';
 
 const ANSWER = 'The technician can come on Tuesday morning between nine and eleven.';
+const API_KEY = 'sk-ant-test-secret-key';
 
 let server: FakeAnthropicServer;
 let llm: LlmClient;
 
 beforeEach(async () => {
   server = await startFakeAnthropicServer();
-  llm = createAnthropicLlm({ apiKey: 'test-key', baseURL: server.baseURL });
+  llm = createAnthropicLlm({ apiKey: API_KEY, baseURL: server.baseURL });
 });
 
 afterEach(async () => {
@@ -60,16 +62,23 @@ describe('createAnthropicLlm', () => {
     expect(result.firstTokenMs).toBeGreaterThanOrEqual(50);
     expect(result.durationMs).toBeGreaterThan(result.firstTokenMs!);
     expect(sent.clientWentAway).toBe('no');
+    expect(sent.tokensSent).toBe(tokens.length);
   });
 
   it('sends a streaming Messages request to /v1/messages with the system prompt and token cap', async () => {
     await llm.complete(request({ temperature: 0.2 }));
 
     const [sent] = server.requests;
+    expect(sent?.method).toBe('POST');
     expect(sent?.path).toBe('/v1/messages');
-    // SDK 1.x sends the key as a bearer token (0.x used X-Api-Key).
-    expect(sent?.headers.authorization).toBe('Bearer test-key');
-    expect(sent?.headers['anthropic-version']).toBeDefined();
+    // As SDK 1.x sends them: the key as a bearer token (0.x used X-Api-Key), API version 2026-10-21.
+    expect(sent?.headers.authorization).toBe(`Bearer ${API_KEY}`);
+    expect(sent?.headers['x-api-key']).toBeUndefined();
+    expect(sent?.headers['anthropic-version']).toBe('2026-10-21');
+    expect(ANTHROPIC_VERSION).toBe('2026-10-21');
+    expect(sent?.headers['content-type']).toBe('application/json');
+    expect(sent?.headers.accept).toBe('text/event-stream');
+    expect(sent?.headers['user-agent']).toMatch(/^switchboard/);
     expect(sent?.body).toEqual({
       model: 'claude-haiku-4-5',
       max_tokens: 200,
@@ -97,12 +106,68 @@ describe('createAnthropicLlm', () => {
     expect(server.requests[0]?.body).not.toHaveProperty('system');
   });
 
+  it('JSON mode with no system prompt sends the instruction alone', async () => {
+    await llm.complete(request({ json: true, system: '' }));
+
+    expect(server.requests[0]?.body['system']).toMatch(/^Respond with a single JSON object/);
+  });
+
   it('reuses one connection across requests (keep-alive)', async () => {
     await llm.complete(request());
-    await new Promise((r) => setTimeout(r, 10));
+    // The adapter resolves at the body's end, once its socket is back in the pool: no pause needed.
     await llm.complete(request());
 
+    expect(server.requests).toHaveLength(2);
     expect(server.requests[1]?.clientPort).toBe(server.requests[0]?.clientPort);
+  });
+
+  it('parses the stream however the network splits it: byte by byte, CRLF, multi-byte text', async () => {
+    const words = ['Grüße', ' aus', ' 東京', ' 🎉'];
+    const event = (type: string, data: Record<string, unknown>) =>
+      `event: ${type}\r\ndata: ${JSON.stringify({ type, ...data })}\r\n\r\n`;
+    const body =
+      ': a comment\r\n\r\n' +
+      event('message_start', { message: { id: 'm', usage: { input_tokens: 9, output_tokens: 1 } } }) +
+      event('content_block_start', { index: 0, content_block: { type: 'thinking', thinking: '' } }) +
+      // Deltas that are not text (thinking, tool input) are not part of the answer.
+      event('content_block_delta', { index: 0, delta: { type: 'thinking_delta', thinking: 'Hmm.' } }) +
+      event('content_block_stop', { index: 0 }) +
+      event('content_block_start', { index: 1, content_block: { type: 'text', text: '' } }) +
+      event('ping', {}) +
+      words
+        .map((w) => event('content_block_delta', { index: 1, delta: { type: 'text_delta', text: w } }))
+        .join('') +
+      event('content_block_stop', { index: 1 }) +
+      event('message_delta', { delta: { stop_reason: 'end_turn' }, usage: { output_tokens: 4 } }) +
+      event('message_stop', {});
+    const bytes = Buffer.from(body, 'utf8');
+    const raw = await startRawServer(async (res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      for (const byte of bytes) {
+        res.write(Buffer.of(byte));
+        await new Promise((r) => setImmediate(r));
+      }
+      res.end();
+    });
+    const tokens: string[] = [];
+
+    const result = await createAnthropicLlm({ apiKey: 'k', baseURL: raw.baseURL }).complete(
+      request({ onToken: (t) => tokens.push(t) }),
+    );
+    await raw.close();
+
+    expect(result.text).toBe(words.join(''));
+    expect(tokens).toEqual(words);
+    expect(result.usage).toEqual({ inputTokens: 9, outputTokens: 4 });
+  });
+
+  it('a base URL with a path keeps it before /v1 (a proxy in front of the API)', async () => {
+    const proxied = createAnthropicLlm({ apiKey: API_KEY, baseURL: `${server.baseURL}/anthropic/` });
+
+    await llmErrorOf(proxied.complete(request()));
+
+    // The fake has no route there (404), which shows where the request went.
+    expect(server.requests[0]?.path).toBe('/anthropic/v1/messages');
   });
 
   describe('abort', () => {
@@ -135,6 +200,14 @@ describe('createAnthropicLlm', () => {
       expect((await server.settled(0)).clientWentAway).toBe('before-first-token');
     });
 
+    it('with an already-aborted signal: no request is made', async () => {
+      const err = await llmErrorOf(llm.complete(request({ signal: AbortSignal.abort() })));
+
+      expect(err.code).toBe('ERR_LLM_ABORTED');
+      await new Promise((r) => setTimeout(r, 50));
+      expect(server.requests).toHaveLength(0);
+    });
+
     it('mid-stream: keeps the partial text, usage unknown; the fake sees the hang-up', async () => {
       server.script({ type: 'text', text: ANSWER, tokenIntervalMs: 20 });
       const controller = new AbortController();
@@ -154,6 +227,7 @@ describe('createAnthropicLlm', () => {
 
       expect(err.code).toBe('ERR_LLM_ABORTED');
       expect(err.partial.text).toBe(fakeTokens(ANSWER).slice(0, 3).join(''));
+      expect(err.partial.firstTokenMs).not.toBeNull();
       // Only message_start had arrived: its output count is not final, so no usage is claimed.
       expect(err.partial.usage).toBeNull();
       const sent = await server.settled(0);
@@ -172,7 +246,9 @@ describe('createAnthropicLlm', () => {
       expect(err.retryable).toBe(true);
       expect(err.partial.durationMs).toBeGreaterThanOrEqual(140);
       expect(err.partial.durationMs).toBeLessThan(1000);
-      expect((await server.settled(0)).clientWentAway).toBe('before-first-token');
+      const sent = await server.settled(0);
+      expect(sent.clientWentAway).toBe('before-first-token');
+      expect(sent.settledAtMs! - sent.receivedAtMs).toBeLessThan(1000);
     });
 
     it('while the server sends no headers at all', async () => {
@@ -216,6 +292,18 @@ describe('createAnthropicLlm', () => {
       expect(server.requests).toHaveLength(1);
     });
 
+    it("the provider's message comes from the error body; the key never appears; the socket is reused", async () => {
+      server.script({ type: 'error', status: 401, message: `invalid bearer token: ${API_KEY}` });
+
+      const err = await llmErrorOf(llm.complete(request()));
+      await llm.complete(request());
+
+      expect(err.message).toBe('anthropic answered HTTP 401: invalid bearer token: [api key]');
+      expect(err.partial).toMatchObject({ text: '', usage: null, firstTokenMs: null });
+      // The error body was read to its end, so its connection went back to the pool.
+      expect(server.requests[1]?.clientPort).toBe(server.requests[0]?.clientPort);
+    });
+
     it('an error event inside the stream: ERR_LLM_HTTP without a status, retryable when overloaded', async () => {
       server.script({
         type: 'garbage',
@@ -229,7 +317,58 @@ describe('createAnthropicLlm', () => {
       expect(err.code).toBe('ERR_LLM_HTTP');
       expect(err.status).toBeNull();
       expect(err.retryable).toBe(true);
+      expect(err.message).toBe('anthropic reported an error mid-stream: Overloaded');
       expect(err.partial.usage).toBeNull();
+    });
+
+    it('an error event after some text keeps the partial text; a request error is not retryable', async () => {
+      server.script({
+        type: 'garbage',
+        body:
+          'event: message_start\ndata: {"type":"message_start","message":{"usage":{"input_tokens":7,"output_tokens":1}}}\n\n' +
+          'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Let me"}}\n\n' +
+          'event: error\ndata: {"type":"error","error":{"type":"invalid_request_error","message":"Bad."}}\n\n',
+      });
+
+      const err = await llmErrorOf(llm.complete(request()));
+
+      expect(err.code).toBe('ERR_LLM_HTTP');
+      expect(err.retryable).toBe(false);
+      expect(err.message).toContain('Bad.');
+      expect(err.partial.text).toBe('Let me');
+    });
+
+    it('an error event whose data is not JSON: ERR_LLM_HTTP with that text (key masked), not retryable', async () => {
+      server.script({ type: 'garbage', body: `event: error\ndata: upstream went away (key ${API_KEY})\n\n` });
+
+      const err = await llmErrorOf(llm.complete(request()));
+
+      expect(err.code).toBe('ERR_LLM_HTTP');
+      expect(err.retryable).toBe(false);
+      expect(err.message).toBe('anthropic reported an error mid-stream: upstream went away (key [api key])');
+    });
+
+    it('a stream that ends without message_stop: ERR_LLM_BAD_RESPONSE with the partial text', async () => {
+      server.script({
+        type: 'garbage',
+        body: 'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Half"}}\n\n',
+      });
+
+      const err = await llmErrorOf(llm.complete(request()));
+
+      expect(err.code).toBe('ERR_LLM_BAD_RESPONSE');
+      expect(err.partial.text).toBe('Half');
+    });
+
+    it('a body that never breaks a line is cut off: ERR_LLM_BAD_RESPONSE', async () => {
+      server.script({
+        type: 'garbage',
+        body: `event: content_block_delta\ndata: ${'x'.repeat(2 * 1024 * 1024)}`,
+      });
+
+      const err = await llmErrorOf(llm.complete(request()));
+
+      expect(err.code).toBe('ERR_LLM_BAD_RESPONSE');
     });
 
     it('malformed SSE JSON: ERR_LLM_BAD_RESPONSE', async () => {
@@ -260,7 +399,11 @@ describe('createAnthropicLlm', () => {
     it('nothing listening: ERR_LLM_CONNECTION', async () => {
       await server.close();
 
-      expect((await llmErrorOf(llm.complete(request()))).code).toBe('ERR_LLM_CONNECTION');
+      const err = await llmErrorOf(llm.complete(request()));
+
+      expect(err.code).toBe('ERR_LLM_CONNECTION');
+      expect(err.retryable).toBe(true);
+      expect(err.message).toMatch(/^anthropic connection failed: .*ECONNREFUSED/);
     });
 
     it("rethrows the caller's onToken error unchanged and closes the stream", async () => {
@@ -284,14 +427,13 @@ describe('createAnthropicLlm', () => {
 describe('preconnect', () => {
   it('lists models (free), then a completion reuses that connection', async () => {
     await llm.preconnect!({ timeoutMs: 5000 });
-    // The socket goes back to the pool a moment after the response ends (as in the keep-alive test).
-    await new Promise((r) => setTimeout(r, 10));
     await llm.complete(request());
 
     expect(server.requests.map((r) => `${r.method} ${r.path}`)).toEqual([
       'GET /v1/models',
       'POST /v1/messages',
     ]);
+    expect(server.requests[0]!.headers['anthropic-version']).toBe(ANTHROPIC_VERSION);
     expect(server.requests[1]!.clientPort).toBe(server.requests[0]!.clientPort);
   });
 
@@ -303,11 +445,20 @@ describe('preconnect', () => {
     expect(err).toMatchObject({ code: 'ERR_LLM_HTTP', status: 529 });
   });
 
-  it('gives up at its timeout', async () => {
+  it('gives up at its timeout, closing the connection', async () => {
     server.script({ type: 'hang' });
 
     const err = await llmErrorOf(llm.preconnect!({ timeoutMs: 50 }));
 
     expect(err.code).toBe('ERR_LLM_TIMEOUT');
+    expect((await server.settled(0)).clientWentAway).toBe('before-first-token');
+  });
+
+  it('with an already-aborted signal: ERR_LLM_ABORTED and no request', async () => {
+    const err = await llmErrorOf(llm.preconnect!({ signal: AbortSignal.abort(), timeoutMs: 5000 }));
+
+    expect(err.code).toBe('ERR_LLM_ABORTED');
+    await new Promise((r) => setTimeout(r, 50));
+    expect(server.requests).toHaveLength(0);
   });
 });

@@ -101,6 +101,34 @@ describe('createHttpClient', () => {
     expect(sent!.headers['user-agent']).toMatch(/^switchboard/);
   });
 
+  it('sends the fixed headers with every request; they cannot replace the ones the client sets', async () => {
+    const versioned = createHttpClient({
+      baseURL,
+      apiKey: 'sk-test-secret-key',
+      headers: {
+        'anthropic-version': '2026-10-21',
+        authorization: 'Bearer other',
+        accept: 'text/html',
+        'user-agent': 'other',
+      },
+    });
+    for (const request of [
+      { method: 'GET', path: '/models', signal: never },
+      { method: 'POST', path: '/messages', json: {}, accept: 'text/event-stream', signal: never },
+    ] as const) {
+      await drainBody((await versioned.request(request)).body);
+    }
+    versioned.close();
+
+    expect(seen).toHaveLength(2);
+    for (const sent of seen) {
+      expect(sent.headers['anthropic-version']).toBe('2026-10-21');
+      expect(sent.headers.authorization).toBe('Bearer sk-test-secret-key');
+      expect(sent.headers['user-agent']).toMatch(/^switchboard/);
+    }
+    expect(seen.map((s) => s.headers.accept)).toEqual(['application/json', 'text/event-stream']);
+  });
+
   it('a GET has no body, and a trailing slash on the base URL is not doubled', async () => {
     const slashed = createHttpClient({ baseURL: `${baseURL}/`, apiKey: 'k' });
     const response = await slashed.request({ method: 'GET', path: '/models', signal: never });
@@ -249,6 +277,13 @@ describe('createHttpClient', () => {
         JSON.stringify({ error: { message: 'Incorrect API key provided: sk-test-secret-key.' } }),
       );
       expect(message).toBe('Incorrect API key provided: [api key].');
+    });
+
+    it('redact masks the key in any text; a key too short to mask safely is left alone', () => {
+      expect(client.redact('key sk-test-secret-key, again sk-test-secret-key')).toBe(
+        'key [api key], again [api key]',
+      );
+      expect(createHttpClient({ baseURL, apiKey: 'k' }).redact('a kind word')).toBe('a kind word');
     });
 
     it('reads at most MAX_ERROR_BODY_BYTES, then closes the connection', async () => {

@@ -1,6 +1,6 @@
-import { createServer, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { ServerResponse } from 'node:http';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { startRawServer as startRaw } from '../support/rawServer.ts';
 import { waitFor } from '../support/waitFor.ts';
 import { createOpenAiLlm } from '../../src/providers/llm/openaiLlm.ts';
 import { LlmError } from '../../src/providers/llm/llmErrors.ts';
@@ -418,20 +418,7 @@ describe('preconnect', () => {
   });
 });
 
-/** A bare HTTP server for streams the fake cannot produce (bytes written one at a time). */
-async function startRawServer(
-  answer: (res: ServerResponse) => Promise<void>,
-): Promise<{ baseURL: string; close(): Promise<void> }> {
-  const raw = createServer((req, res) => {
-    req.resume();
-    req.on('end', () => void answer(res));
-  });
-  await new Promise<void>((resolve) => raw.listen(0, '127.0.0.1', resolve));
-  return {
-    baseURL: `http://127.0.0.1:${(raw.address() as AddressInfo).port}/v1`,
-    close: async () => {
-      raw.closeAllConnections();
-      await new Promise<void>((resolve) => raw.close(() => resolve()));
-    },
-  };
+/** The raw server with an OpenAI-style base URL (ending in `/v1`). */
+function startRawServer(answer: (res: ServerResponse) => Promise<void>) {
+  return startRaw(answer, '/v1');
 }

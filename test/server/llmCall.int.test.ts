@@ -216,7 +216,7 @@ describe('providers', () => {
     await call.close();
   });
 
-  test('Anthropic answers Tier 3 through its own SDK and wire protocol', async () => {
+  test('Anthropic answers Tier 3 over its own wire protocol', async () => {
     fake = await startFakeAnthropicServer();
     fake.script({ type: 'text', text: 'Happy to help with that.' });
     const company = await companyWith((c) => {

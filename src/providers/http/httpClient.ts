@@ -1,8 +1,9 @@
 /**
- * A small HTTP/1.1 client for OpenAI-compatible APIs, on `node:http` / `node:https` (chosen by the
- * base URL's protocol) with one keep-alive Agent per client, so requests reuse connections and TLS
- * sessions. It does what the streamed chat and speech adapters need and no more: a JSON request with
- * the bearer key, the status and headers, the body as the IncomingMessage to stream, and abort.
+ * A small HTTP/1.1 client for the LLM and speech APIs (OpenAI-compatible ones and Anthropic's), on
+ * `node:http` / `node:https` (chosen by the base URL's protocol) with one keep-alive Agent per client,
+ * so requests reuse connections and TLS sessions. It does what the streamed chat and speech adapters
+ * need and no more: a JSON request with the bearer key and any fixed headers the API asks for (e.g.
+ * `anthropic-version`), the status and headers, the body as the IncomingMessage to stream, and abort.
  *
  * Sockets: a response read to its end returns its socket to the pool; a destroyed response (abort,
  * a consumer that leaves early) closes it. An aborted signal closes the request on the wire at any
@@ -19,6 +20,12 @@ export interface HttpClientOptions {
   readonly baseURL: string;
   /** Sent as `authorization: Bearer <key>`. */
   readonly apiKey: string;
+  /**
+   * Sent with every request, e.g. `{'anthropic-version': '...'}`; names in lower case. They cannot
+   * replace the headers the client sets itself (accept, authorization, user-agent, content-type,
+   * content-length). Not for secrets: only the API key is masked in error messages.
+   */
+  readonly headers?: Readonly<Record<string, string>>;
   /**
    * How long an idle pooled connection is kept. Default 4000 ms (undici's default, which the SDK
    * used); a shorter `Keep-Alive: timeout=` hint from the server wins.
@@ -58,6 +65,11 @@ export interface HttpClient {
    * connection closed). Any occurrence of the API key is masked. Never rejects.
    */
   errorMessage(response: HttpResponse, maxBytes?: number): Promise<string>;
+  /**
+   * `text` with any occurrence of the API key masked (as `errorMessage` does), for other provider
+   * text quoted in an error, e.g. an error event inside a stream.
+   */
+  redact(text: string): string;
   /** Closes every pooled connection (requests in flight are left alone). */
   close(): void;
 }
@@ -98,7 +110,12 @@ export function createHttpClient(options: HttpClientOptions): HttpClient {
   });
   const { protocol, hostname, port, auth } = urlToHttpOptions(url);
   const basePath = url.pathname.replace(/\/+$/, '');
-  const authorization = `Bearer ${options.apiKey}`;
+  // Built once; each request copies it and adds its own.
+  const fixedHeaders: Readonly<Record<string, string>> = {
+    ...options.headers,
+    authorization: `Bearer ${options.apiKey}`,
+    'user-agent': USER_AGENT,
+  };
   const mask = (text: string) =>
     options.apiKey.length >= 8 ? text.replaceAll(options.apiKey, '[api key]') : text;
 
@@ -112,9 +129,8 @@ export function createHttpClient(options: HttpClientOptions): HttpClient {
         }
         const payload = request.json === undefined ? undefined : JSON.stringify(request.json);
         const headers: Record<string, string> = {
+          ...fixedHeaders,
           accept: request.accept ?? 'application/json',
-          authorization,
-          'user-agent': USER_AGENT,
         };
         if (payload !== undefined) {
           headers['content-type'] = 'application/json';
@@ -174,6 +190,8 @@ export function createHttpClient(options: HttpClientOptions): HttpClient {
       }
       return mask(providerMessage(text));
     },
+
+    redact: mask,
 
     close() {
       agent.destroy();
@@ -254,9 +272,9 @@ export function drainBody(body: IncomingMessage): Promise<void> {
 }
 
 /**
- * The provider's message in an error body: OpenAI's `{error: {message}}`, `{error: "..."}`, or the
- * `{message}` some compatible servers send; otherwise the text itself (or a note that it was empty).
- * Cut to MAX_MESSAGE_CHARS.
+ * The provider's message in an error body: `{error: {message}}` (OpenAI's, and Anthropic's
+ * `{type: "error", error: {type, message}}`), `{error: "..."}`, or the `{message}` some compatible
+ * servers send; otherwise the text itself (or a note that it was empty). Cut to MAX_MESSAGE_CHARS.
  */
 export function providerMessage(text: string): string {
   let message = text.trim();

@@ -101,7 +101,7 @@ export function createOpenAiLlm(options: OpenAiLlmOptions): LlmClient {
           // An error object inside a 200 stream: the provider gave up mid-answer.
           throw new LlmError(
             'ERR_LLM_HTTP',
-            `openai reported an error mid-stream: ${streamErrorMessage(chunk)}`,
+            `openai reported an error mid-stream: ${http.redact(streamErrorMessage(chunk))}`,
             { provider: 'openai', partial: partial(), retryable: true },
           );
         }
