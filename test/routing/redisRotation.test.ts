@@ -3,38 +3,23 @@
  * two instances (two connections) share one sequence, and the resilient wrapper keeps rotating
  * while Redis is unreachable.
  */
-import type { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { createMemoryRotationStore } from '../../src/routing/fallbackPicker.ts';
 import type { RotationStore } from '../../src/routing/fallbackPicker.ts';
 import { createRedisRotationStore } from '../../src/routing/redisRotation.ts';
-import { closeRedis, createRedisClient, waitForRedis } from '../../src/store/redisClient.ts';
+import { createRedisClient } from '../../src/store/redisClient.ts';
 import { createRedisHealth } from '../../src/store/resilientRedis.ts';
 import { createResilientRotationStore } from '../../src/store/resilientRotation.ts';
-import { NO_REDIS, deleteByPrefix, redisUrl, redisUrlVia, testPrefix } from '../store/redisTestEnv.ts';
+import { NO_REDIS, redisUrl, redisUrlVia, useTestRedis } from '../store/redisTestEnv.ts';
 
-const prefix = testPrefix();
-const clients: Redis[] = [];
-async function connect(): Promise<Redis> {
-  const r = createRedisClient(redisUrl!, { name: 'rotation-test', commandTimeoutMs: 2000 });
-  clients.push(r);
-  expect(await waitForRedis(r, 5000)).toBe(true);
-  return r;
-}
-let redis: Redis | undefined;
-beforeAll(async () => {
-  if (redisUrl !== undefined) redis = await connect();
-});
-afterAll(async () => {
-  if (redis) await deleteByPrefix(redis, prefix);
-  clients.forEach(closeRedis);
-});
+const testRedis = useTestRedis('rotation-test');
+const { prefix, connect, track } = testRedis;
 
 const stores: Array<[string, () => RotationStore]> = [
   ['memory', () => createMemoryRotationStore()],
   ...(redisUrl === undefined
     ? []
-    : ([['redis', () => createRedisRotationStore({ redis: redis!, keyPrefix: prefix })]] as Array<
+    : ([['redis', () => createRedisRotationStore({ redis: testRedis.redis, keyPrefix: prefix })]] as Array<
         [string, () => RotationStore]
       >)),
 ];
@@ -56,7 +41,7 @@ describe.each(stores)('RotationStore contract: %s', (_name, make) => {
 
 describe.skipIf(redisUrl === undefined)(`RedisRotationStore (${redisUrl ? 'real Redis' : NO_REDIS})`, () => {
   test('two instances share one sequence: no index is handed out twice', async () => {
-    const a = createRedisRotationStore({ redis: redis!, keyPrefix: prefix });
+    const a = createRedisRotationStore({ redis: testRedis.redis, keyPrefix: prefix });
     const b = createRedisRotationStore({ redis: await connect(), keyPrefix: prefix });
     const key = `fallback:shared${++n}:noMatchFound`;
     const got = await Promise.all(Array.from({ length: 100 }, (_, i) => (i % 2 ? a : b).next(key)));
@@ -64,14 +49,13 @@ describe.skipIf(redisUrl === undefined)(`RedisRotationStore (${redisUrl ? 'real 
   });
 
   test('uses INCR on the key the picker passes', async () => {
-    const store = createRedisRotationStore({ redis: redis!, keyPrefix: prefix });
+    const store = createRedisRotationStore({ redis: testRedis.redis, keyPrefix: prefix });
     await store.next('fallback:acme:technicalIssue');
-    expect(await redis!.get(`${prefix}fallback:acme:technicalIssue`)).toBe('1');
+    expect(await testRedis.redis.get(`${prefix}fallback:acme:technicalIssue`)).toBe('1');
   });
 
   test('the resilient wrapper keeps rotating with nothing listening on the port', async () => {
-    const dead = createRedisClient(redisUrlVia(1), { name: 'rotation-dead', connectTimeoutMs: 200 });
-    clients.push(dead);
+    const dead = track(createRedisClient(redisUrlVia(1), { name: 'rotation-dead', connectTimeoutMs: 200 }));
     const degraded: string[] = [];
     const health = createRedisHealth({ redis: dead, onDegraded: (r) => degraded.push(r) });
     const store = createResilientRotationStore({ store: createRedisRotationStore({ redis: dead }), health });

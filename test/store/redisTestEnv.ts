@@ -4,7 +4,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
+import { afterAll, beforeAll, expect } from 'vitest';
 import { loadEnv } from '../../src/config/env.ts';
+import { closeRedis, createRedisClient, waitForRedis } from '../../src/store/redisClient.ts';
 
 export const redisUrl: string | undefined = loadEnv().redisUrl;
 
@@ -47,4 +49,47 @@ export function redisUrlVia(port: number, host = '127.0.0.1', url = redisUrl): s
   u.hostname = host;
   u.port = String(port);
   return u.toString();
+}
+
+/**
+ * A test file's Redis: registers `beforeAll` (one connection, when REDIS_URL is set) and `afterAll`
+ * (its keys deleted by prefix, every client closed). `connect` opens more connections to REDIS_URL,
+ * `track` hands over any other client (a dead one, say) for closing.
+ */
+export function useTestRedis(name: string): {
+  readonly prefix: string;
+  /** The shared connection; only for tests that run when REDIS_URL is set. */
+  readonly redis: Redis;
+  connect(): Promise<Redis>;
+  track<T extends Redis>(client: T): T;
+} {
+  const prefix = testPrefix();
+  const clients: Redis[] = [];
+  let shared: Redis | undefined;
+  const track = <T extends Redis>(client: T): T => {
+    clients.push(client);
+    return client;
+  };
+  const connect = async (): Promise<Redis> => {
+    if (redisUrl === undefined) throw new Error(NO_REDIS);
+    const r = track(createRedisClient(redisUrl, { name, commandTimeoutMs: 2000 }));
+    expect(await waitForRedis(r, 5000)).toBe(true);
+    return r;
+  };
+  beforeAll(async () => {
+    if (redisUrl !== undefined) shared = await connect();
+  });
+  afterAll(async () => {
+    if (shared) await deleteByPrefix(shared, prefix);
+    clients.forEach(closeRedis);
+  });
+  return {
+    prefix,
+    get redis(): Redis {
+      if (shared === undefined) throw new Error(NO_REDIS);
+      return shared;
+    },
+    connect,
+    track,
+  };
 }

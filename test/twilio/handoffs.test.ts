@@ -4,39 +4,23 @@
  * process when Redis is unreachable, which needs no Redis at all.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import type { HandoffStore } from '../../src/twilio/callControl.ts';
 import { createMemoryHandoffs, createRedisHandoffs } from '../../src/twilio/handoffs.ts';
-import { closeRedis, createRedisClient, waitForRedis } from '../../src/store/redisClient.ts';
+import { createRedisClient } from '../../src/store/redisClient.ts';
 import type { RedisHealth } from '../../src/store/resilientRedis.ts';
-import { NO_REDIS, deleteByPrefix, redisUrl, redisUrlVia, testPrefix } from '../store/redisTestEnv.ts';
+import { NO_REDIS, redisUrl, redisUrlVia, useTestRedis } from '../store/redisTestEnv.ts';
 
-const prefix = testPrefix();
-const clients: Redis[] = [];
+const testRedis = useTestRedis('handoffs-test');
+const { prefix, connect, track } = testRedis;
 let n = 0;
 const nextCallSid = () => `CA${(++n).toString(16).padStart(32, '0')}`;
-
-async function connect(): Promise<Redis> {
-  const r = createRedisClient(redisUrl!, { name: 'handoffs-test', commandTimeoutMs: 2000 });
-  clients.push(r);
-  expect(await waitForRedis(r, 5000)).toBe(true);
-  return r;
-}
-let redis: Redis | undefined;
-beforeAll(async () => {
-  if (redisUrl !== undefined) redis = await connect();
-});
-afterAll(async () => {
-  if (redis) await deleteByPrefix(redis, prefix);
-  clients.forEach(closeRedis);
-});
 
 const stores: Array<[string, () => HandoffStore]> = [
   ['memory', () => createMemoryHandoffs()],
   ...(redisUrl === undefined
     ? []
-    : ([['redis', () => createRedisHandoffs(redis!, { keyPrefix: prefix })]] as Array<
+    : ([['redis', () => createRedisHandoffs(testRedis.redis, { keyPrefix: prefix })]] as Array<
         [string, () => HandoffStore]
       >)),
 ];
@@ -93,8 +77,7 @@ describe('createMemoryHandoffs', () => {
 
 describe('createRedisHandoffs with Redis unreachable', () => {
   test('falls back to the process: nothing rejects and notes are still taken once', async () => {
-    const dead = createRedisClient(redisUrlVia(1), { name: 'handoffs-dead', connectTimeoutMs: 200 });
-    clients.push(dead);
+    const dead = track(createRedisClient(redisUrlVia(1), { name: 'handoffs-dead', connectTimeoutMs: 200 }));
     const store = createRedisHandoffs(dead, { keyPrefix: prefix });
     const sid = nextCallSid();
     await store.put(sid, { action: 'transfer', number: '+15557654321' });
@@ -105,16 +88,16 @@ describe('createRedisHandoffs with Redis unreachable', () => {
 
 describe.skipIf(redisUrl === undefined)(`createRedisHandoffs (${redisUrl ? 'real Redis' : NO_REDIS})`, () => {
   test('stores under {prefix}handoff:{callSid} with a TTL', async () => {
-    const store = createRedisHandoffs(redis!, { keyPrefix: prefix, ttlMs: 30_000 });
+    const store = createRedisHandoffs(testRedis.redis, { keyPrefix: prefix, ttlMs: 30_000 });
     const sid = nextCallSid();
     await store.put(sid, { action: 'hangup' });
-    const pttl = await redis!.pttl(`${prefix}handoff:${sid}`);
+    const pttl = await testRedis.redis.pttl(`${prefix}handoff:${sid}`);
     expect(pttl).toBeGreaterThan(25_000);
     expect(pttl).toBeLessThanOrEqual(30_000);
   });
 
   test('two instances racing for one note: exactly one gets it', async () => {
-    const a = createRedisHandoffs(redis!, { keyPrefix: prefix });
+    const a = createRedisHandoffs(testRedis.redis, { keyPrefix: prefix });
     const b = createRedisHandoffs(await connect(), { keyPrefix: prefix });
     for (let i = 0; i < 20; i++) {
       const sid = nextCallSid();
@@ -125,7 +108,7 @@ describe.skipIf(redisUrl === undefined)(`createRedisHandoffs (${redisUrl ? 'real
   });
 
   test('a note expires in Redis', async () => {
-    const store = createRedisHandoffs(redis!, { keyPrefix: prefix, ttlMs: 50 });
+    const store = createRedisHandoffs(testRedis.redis, { keyPrefix: prefix, ttlMs: 50 });
     const sid = nextCallSid();
     await store.put(sid, { action: 'hangup' });
     await sleep(120);
@@ -133,7 +116,7 @@ describe.skipIf(redisUrl === undefined)(`createRedisHandoffs (${redisUrl ? 'real
   });
 
   test('a malformed value is taken and ignored, not acted on', async () => {
-    const store = createRedisHandoffs(redis!, { keyPrefix: prefix });
+    const store = createRedisHandoffs(testRedis.redis, { keyPrefix: prefix });
     const bad = [
       'not json',
       '{"action":"transfer"}',
@@ -142,9 +125,9 @@ describe.skipIf(redisUrl === undefined)(`createRedisHandoffs (${redisUrl ? 'real
     ];
     for (const value of bad) {
       const sid = nextCallSid();
-      await redis!.set(`${prefix}handoff:${sid}`, value);
+      await testRedis.redis.set(`${prefix}handoff:${sid}`, value);
       expect(await store.take(sid)).toBeNull();
-      expect(await redis!.exists(`${prefix}handoff:${sid}`)).toBe(0);
+      expect(await testRedis.redis.exists(`${prefix}handoff:${sid}`)).toBe(0);
     }
   });
 
@@ -158,16 +141,16 @@ describe.skipIf(redisUrl === undefined)(`createRedisHandoffs (${redisUrl ? 'real
       run: <T>(op: () => Promise<T>, fallback: () => T | Promise<T>) =>
         degraded ? Promise.resolve(fallback()) : op(),
     } as unknown as RedisHealth;
-    const store = createRedisHandoffs(redis!, { keyPrefix: prefix, health });
+    const store = createRedisHandoffs(testRedis.redis, { keyPrefix: prefix, health });
     const sid = nextCallSid();
     await store.put(sid, { action: 'transfer', number: '+15557654321' });
-    expect(await redis!.exists(`${prefix}handoff:${sid}`)).toBe(0);
+    expect(await testRedis.redis.exists(`${prefix}handoff:${sid}`)).toBe(0);
     degraded = false;
     expect(await store.take(sid)).toEqual({ action: 'transfer', number: '+15557654321' });
     expect(await store.take(sid)).toBeNull();
 
     const shared = nextCallSid();
     await store.put(shared, { action: 'hangup' });
-    expect(await redis!.exists(`${prefix}handoff:${shared}`)).toBe(1);
+    expect(await testRedis.redis.exists(`${prefix}handoff:${shared}`)).toBe(1);
   });
 });
