@@ -5,7 +5,6 @@
  * It keeps the samples in memory and hands them over when the orchestrator asks, so measuring costs
  * the engine one array push per turn.
  */
-import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { pino } from 'pino';
 import { startApp } from '../app.ts';
 import { loadEnv } from '../config/env.ts';
@@ -13,8 +12,8 @@ import { createLogger } from '../observability/logger.ts';
 import type { Embedder } from '../providers/embeddings/embedder.ts';
 import { createLocalEmbedder } from '../routing/localEmbedder.ts';
 import type { LocalEmbedder } from '../routing/localEmbedder.ts';
-import type { EngineChildConfig, EngineRequest, MemorySample, TurnSample } from './protocol.ts';
-import { serveParent } from './protocol.ts';
+import type { EngineChildConfig, EngineRequest, TurnSample } from './protocol.ts';
+import { processMeter, sampleMemory, serveParent } from './protocol.ts';
 
 const config = JSON.parse(process.env['BENCH_ENGINE_CONFIG'] ?? '{}') as EngineChildConfig;
 
@@ -60,11 +59,7 @@ function delayedEmbedder(inner: LocalEmbedder, delayMs: number): LocalEmbedder {
 let turns: TurnSample[] = [];
 let reconcileReasons = { newCriticalSlot: 0, unsureDetect: 0, both: 0 };
 
-let windowStart = performance.now();
-let cpuStart = process.cpuUsage();
-let eluStart = performance.eventLoopUtilization();
-const LOOP_DELAY_RESOLUTION_MS = 10;
-const loopDelay = monitorEventLoopDelay({ resolution: LOOP_DELAY_RESOLUTION_MS });
+const meter = processMeter();
 let live = { min: Number.POSITIVE_INFINITY, sum: 0, samples: 0, max: 0 };
 
 const log = createLogger(config.logLevel, pino.destination({ dest: '/dev/null', sync: true }));
@@ -124,58 +119,23 @@ const sampler = setInterval(() => {
 }, 100);
 sampler.unref();
 
-const gc = (globalThis as { gc?: () => void }).gc;
-
-async function memory(): Promise<MemorySample> {
-  if (gc === undefined) throw new Error('run the engine with --expose-gc');
-  for (let i = 0; i < 4; i++) {
-    gc();
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  const m = process.memoryUsage();
-  return {
-    liveCalls: app.engine.liveCalls,
-    heapUsed: m.heapUsed,
-    heapTotal: m.heapTotal,
-    rss: m.rss,
-    external: m.external,
-    arrayBuffers: m.arrayBuffers,
-  };
-}
-
 serveParent<EngineRequest>(async (request) => {
   switch (request.type) {
     case 'phase':
       turns = [];
       reconcileReasons = { newCriticalSlot: 0, unsureDetect: 0, both: 0 };
-      windowStart = performance.now();
-      cpuStart = process.cpuUsage();
-      eluStart = performance.eventLoopUtilization();
-      loopDelay.reset();
-      loopDelay.enable();
+      meter.start();
       live = { min: Number.POSITIVE_INFINITY, sum: 0, samples: 0, max: 0 };
       return { type: 'phase' };
     case 'collect': {
-      const durationMs = performance.now() - windowStart;
-      const cpu = process.cpuUsage(cpuStart);
-      const elu = performance.eventLoopUtilization(eluStart);
-      loopDelay.disable();
       const window = {
-        durationMs,
+        ...meter.collect(),
         turns,
         reconcileReasons,
         liveCalls: {
           min: live.samples === 0 ? app.engine.liveCalls : live.min,
           mean: live.samples === 0 ? app.engine.liveCalls : live.sum / live.samples,
           max: live.samples === 0 ? app.engine.liveCalls : live.max,
-        },
-        cpuCorePct: ((cpu.user + cpu.system) / 1000 / durationMs) * 100,
-        eventLoopUtilization: elu.utilization,
-        // The histogram counts the sampling interval itself; what is left is the lateness.
-        loopDelayMs: {
-          p50: Math.max(0, loopDelay.percentile(50) / 1e6 - LOOP_DELAY_RESOLUTION_MS),
-          p99: Math.max(0, loopDelay.percentile(99) / 1e6 - LOOP_DELAY_RESOLUTION_MS),
-          max: Math.max(0, loopDelay.max / 1e6 - LOOP_DELAY_RESOLUTION_MS),
         },
       };
       turns = [];
@@ -184,7 +144,7 @@ serveParent<EngineRequest>(async (request) => {
     case 'status':
       return { type: 'status', liveCalls: app.engine.liveCalls };
     case 'memory':
-      return { type: 'memory', memory: await memory() };
+      return { type: 'memory', memory: await sampleMemory(app.engine.liveCalls) };
     case 'stop':
       await app.close();
       setImmediate(() => process.exit(0));

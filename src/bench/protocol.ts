@@ -3,7 +3,7 @@
  * (src/cli/bench.ts, which is also the load generator) asks, the engine and fake-provider children
  * answer. Every request carries an id that its answer repeats.
  */
-import { performance } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import type { AnsweredBy, FallbackKind, WarmupOutcome } from '../../machines/types.ts';
@@ -28,9 +28,21 @@ export interface TurnSample {
   readonly fallbackKind: FallbackKind | null;
 }
 
-/** Engine-process figures over one measurement window. */
-export interface EngineWindow {
+/** A child process's own CPU and event-loop figures over one measurement window (`processMeter`). */
+export interface ProcessWindow {
   readonly durationMs: number;
+  /** CPU time of the process (user + system) as a share of one core, percent. */
+  readonly cpuCorePct: number;
+  /** The part of `cpuCorePct` spent in the kernel (system time): socket writes and reads, mostly. */
+  readonly systemCorePct: number;
+  /** Event-loop utilisation (0..1) over the window. */
+  readonly eventLoopUtilization: number;
+  /** Event-loop delay in ms: how late a 10 ms sampling timer fired (the interval itself removed). */
+  readonly loopDelayMs: { readonly p50: number; readonly p99: number; readonly max: number };
+}
+
+/** Engine-process figures over one measurement window. */
+export interface EngineWindow extends ProcessWindow {
   readonly turns: readonly TurnSample[];
   /** Why re-detects ran (counted in the needsRedetect guard), all companies but the sequential one. */
   readonly reconcileReasons: {
@@ -40,12 +52,6 @@ export interface EngineWindow {
   };
   /** engine.liveCalls sampled every 100 ms. */
   readonly liveCalls: { readonly min: number; readonly mean: number; readonly max: number };
-  /** CPU time of the engine process (user + system) as a share of one core. */
-  readonly cpuCorePct: number;
-  /** Event-loop utilisation (0..1) over the window. */
-  readonly eventLoopUtilization: number;
-  /** Event-loop delay in ms: how late a 10 ms sampling timer fired (the interval itself removed). */
-  readonly loopDelayMs: { readonly p50: number; readonly p99: number; readonly max: number };
 }
 
 export interface MemorySample {
@@ -57,12 +63,15 @@ export interface MemorySample {
   readonly arrayBuffers: number;
 }
 
-export type EngineRequest =
+/** What the orchestrator asks a server under test (the text bench's engine, the audio bench's servers). */
+export type ProbeRequest =
   | { readonly id: number; readonly type: 'phase' }
   | { readonly id: number; readonly type: 'collect' }
   | { readonly id: number; readonly type: 'status' }
   | { readonly id: number; readonly type: 'memory' }
   | { readonly id: number; readonly type: 'stop' };
+
+export type EngineRequest = ProbeRequest;
 
 export type EngineAnswer =
   | { readonly id: number; readonly type: 'phase' }
@@ -209,6 +218,66 @@ export function serveParent<Req extends { id: number; type: string }>(
   });
 }
 
+const LOOP_DELAY_RESOLUTION_MS = 10;
+
+/**
+ * Measures this process over windows: `start` opens one (CPU time, event-loop utilisation and a
+ * loop-delay histogram sampled every 10 ms), `collect` closes it. The child measures itself, so
+ * the callers and fakes cannot inflate its figures.
+ */
+export function processMeter(): { start(): void; collect(): ProcessWindow } {
+  let startedAt = performance.now();
+  let cpuStart = process.cpuUsage();
+  let eluStart = performance.eventLoopUtilization();
+  const loopDelay = monitorEventLoopDelay({ resolution: LOOP_DELAY_RESOLUTION_MS });
+  // The histogram counts the sampling interval itself; what is left is the lateness.
+  const lateness = (ns: number) => Math.max(0, ns / 1e6 - LOOP_DELAY_RESOLUTION_MS);
+  return {
+    start() {
+      startedAt = performance.now();
+      cpuStart = process.cpuUsage();
+      eluStart = performance.eventLoopUtilization();
+      loopDelay.reset();
+      loopDelay.enable();
+    },
+    collect() {
+      const durationMs = performance.now() - startedAt;
+      const cpu = process.cpuUsage(cpuStart);
+      loopDelay.disable();
+      return {
+        durationMs,
+        cpuCorePct: ((cpu.user + cpu.system) / 1000 / durationMs) * 100,
+        systemCorePct: (cpu.system / 1000 / durationMs) * 100,
+        eventLoopUtilization: performance.eventLoopUtilization(eluStart).utilization,
+        loopDelayMs: {
+          p50: lateness(loopDelay.percentile(50)),
+          p99: lateness(loopDelay.percentile(99)),
+          max: lateness(loopDelay.max),
+        },
+      };
+    },
+  };
+}
+
+/** Memory after a full collection (four `gc()` rounds); the process must run with --expose-gc. */
+export async function sampleMemory(liveCalls: number): Promise<MemorySample> {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (gc === undefined) throw new Error('run this process with --expose-gc');
+  for (let i = 0; i < 4; i++) {
+    gc();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  const m = process.memoryUsage();
+  return {
+    liveCalls,
+    heapUsed: m.heapUsed,
+    heapTotal: m.heapTotal,
+    rss: m.rss,
+    external: m.external,
+    arrayBuffers: m.arrayBuffers,
+  };
+}
+
 /** A fake-providers child: where it listens, how many requests it served since asked last, and how to stop. */
 export interface FakeChildServer {
   readonly url: string;
@@ -221,20 +290,18 @@ export interface FakeChildServer {
  * the previous `stats`) and `stop`, then tells the orchestrator it is ready.
  */
 export function serveFakeChild(fakes: FakeChildServer): void {
-  let windowStart = performance.now();
-  let cpuStart = process.cpuUsage();
+  const meter = processMeter();
+  meter.start();
   serveParent<FakeChildRequest>(async (request) => {
     switch (request.type) {
       case 'stats': {
-        const windowMs = performance.now() - windowStart;
-        const cpu = process.cpuUsage(cpuStart);
-        windowStart = performance.now();
-        cpuStart = process.cpuUsage();
+        const window = meter.collect();
+        meter.start();
         return {
           type: 'stats',
           requests: fakes.takeCount(),
-          cpuCorePct: ((cpu.user + cpu.system) / 1000 / windowMs) * 100,
-          windowMs,
+          cpuCorePct: window.cpuCorePct,
+          windowMs: window.durationMs,
         };
       }
       case 'stop':

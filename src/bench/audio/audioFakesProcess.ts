@@ -38,7 +38,6 @@ export type AudioFakesConfig =
       /** Audio per character of the text to speak. */
       readonly ttsMsPerChar: number;
       readonly ttsSpeed: number;
-      readonly replyMs: number;
     };
 
 interface Fakes {

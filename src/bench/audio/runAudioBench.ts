@@ -234,6 +234,21 @@ function yieldToCallers(pid: number): void {
   }
 }
 
+/** Starts a fake-provider child, waits until it listens and lets the callers come first on its core. */
+async function startFake(
+  started: { stop(): Promise<void> }[],
+  name: string,
+  script: string,
+  env: Record<string, string>,
+  cpus: string | null,
+): Promise<{ fake: Fake; url: string }> {
+  const fake: Fake = new Child(name, script, { env, cpus });
+  started.push(fake);
+  const { url, pid } = await fake.ready;
+  yieldToCallers(pid);
+  return { fake, url };
+}
+
 async function stopAll(children: readonly { stop(): Promise<void> }[]): Promise<void> {
   await Promise.all(children.map((c) => c.stop().catch(() => undefined)));
 }
@@ -245,22 +260,22 @@ async function startRelayArm(s: AudioBenchSettings, cpus: CpuPlan): Promise<ArmP
     replyDelayMs: s.replyDelayMs,
     replyMs: s.replyMs,
   };
-  const fake: Fake = new Child('relay upstream fake', FAKES_SCRIPT, {
-    env: { BENCH_AUDIO_FAKES_CONFIG: JSON.stringify(fakesConfig) },
-    cpus: cpus.others,
-  });
+  const started: { stop(): Promise<void> }[] = [];
   try {
-    const { url: upstreamUrl, pid } = await fake.ready;
-    yieldToCallers(pid);
+    const { fake, url: upstreamUrl } = await startFake(
+      started,
+      'relay upstream fake',
+      FAKES_SCRIPT,
+      { BENCH_AUDIO_FAKES_CONFIG: JSON.stringify(fakesConfig) },
+      cpus.others,
+    );
     const server: Server = new Child('bare relay', RELAY_SCRIPT, {
       execArgv: serverArgs(s),
       env: { BENCH_RELAY_UPSTREAM: upstreamUrl },
       cpus: cpus.server,
     });
-    const { url } = await server.ready.catch(async (err: unknown) => {
-      await stopAll([server]);
-      throw err;
-    });
+    started.push(server);
+    const { url } = await server.ready;
     return {
       server,
       url,
@@ -270,7 +285,7 @@ async function startRelayArm(s: AudioBenchSettings, cpus: CpuPlan): Promise<ArmP
       stop: () => stopAll([server, fake]),
     };
   } catch (err) {
-    await stopAll([fake]);
+    await stopAll(started);
     throw err;
   }
 }
@@ -319,13 +334,13 @@ async function startEngineArm(s: AudioBenchSettings, cpus: CpuPlan): Promise<Arm
       firstTokenMs: s.firstTokenMs,
       tokenIntervalMs: s.tokenMs,
     };
-    const llm: Fake = new Child('fake LLM', LLM_FAKE_SCRIPT, {
-      env: { BENCH_FAKE_CONFIG: JSON.stringify(llmConfig) },
-      cpus: cpus.others,
-    });
-    started.push(llm);
-    const { url: llmBaseURL, pid: llmPid } = await llm.ready;
-    yieldToCallers(llmPid);
+    const { fake: llm, url: llmBaseURL } = await startFake(
+      started,
+      'fake LLM',
+      LLM_FAKE_SCRIPT,
+      { BENCH_FAKE_CONFIG: JSON.stringify(llmConfig) },
+      cpus.others,
+    );
     const fakesConfig: AudioFakesConfig = {
       mode: 'engine',
       ttsMsPerChar: s.replyMs / (await meanReplyCharacters(companyFile, templateFile)),
@@ -335,15 +350,14 @@ async function startEngineArm(s: AudioBenchSettings, cpus: CpuPlan): Promise<Arm
       ttsFirstByteMs: s.ttsFirstByteMs,
       ttsChunkBytes: s.ttsChunkBytes,
       ttsSpeed: s.ttsSpeed,
-      replyMs: s.replyMs,
     };
-    const audio: Fake = new Child('fake audio providers', FAKES_SCRIPT, {
-      env: { BENCH_AUDIO_FAKES_CONFIG: JSON.stringify(fakesConfig) },
-      cpus: cpus.others,
-    });
-    started.push(audio);
-    const { url: openaiBaseURL, pid: audioPid } = await audio.ready;
-    yieldToCallers(audioPid);
+    const { fake: audio, url: openaiBaseURL } = await startFake(
+      started,
+      'fake audio providers',
+      FAKES_SCRIPT,
+      { BENCH_AUDIO_FAKES_CONFIG: JSON.stringify(fakesConfig) },
+      cpus.others,
+    );
     const engineConfig: MediaEngineConfig = { dataDir, openaiBaseURL, logLevel: s.logLevel };
     const server: Server = new Child('engine', ENGINE_SCRIPT, {
       execArgv: serverArgs(s),

@@ -4,30 +4,16 @@
  * time, event-loop delay and utilisation over a window, memory after a full collection, live calls.
  * The child measures itself, so the callers and fakes cannot inflate its figures.
  */
-import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
-import type { MemorySample } from '../protocol.ts';
-import { serveParent } from '../protocol.ts';
+import type { MemorySample, ProbeRequest, ProcessWindow } from '../protocol.ts';
+import { processMeter, sampleMemory, serveParent } from '../protocol.ts';
 
 /** The server's figures over one measurement window. */
-export interface ServerWindow {
-  readonly durationMs: number;
+export interface ServerWindow extends ProcessWindow {
   /** Open calls at the end of the window. */
   readonly liveCalls: number;
-  /** CPU time of the process (user + system) as a share of one core, percent. */
-  readonly cpuCorePct: number;
-  /** The part of `cpuCorePct` spent in the kernel (system time): socket writes and reads, mostly. */
-  readonly systemCorePct: number;
-  readonly eventLoopUtilization: number;
-  /** How late a 10 ms sampling timer fired, the interval itself removed. */
-  readonly loopDelayMs: { readonly p50: number; readonly p99: number; readonly max: number };
 }
 
-export type ServerRequest =
-  | { readonly id: number; readonly type: 'phase' }
-  | { readonly id: number; readonly type: 'collect' }
-  | { readonly id: number; readonly type: 'status' }
-  | { readonly id: number; readonly type: 'memory' }
-  | { readonly id: number; readonly type: 'stop' };
+export type ServerRequest = ProbeRequest;
 
 export type ServerAnswer =
   | { readonly id: number; readonly type: 'phase' }
@@ -35,8 +21,6 @@ export type ServerAnswer =
   | { readonly id: number; readonly type: 'status'; readonly liveCalls: number }
   | { readonly id: number; readonly type: 'memory'; readonly memory: MemorySample }
   | { readonly id: number; readonly type: 'stop' };
-
-const LOOP_DELAY_RESOLUTION_MS = 10;
 
 /**
  * Answers the orchestrator's requests for a server in this process, then says it is ready.
@@ -47,59 +31,18 @@ export function serveProbe(server: {
   liveCalls(): number;
   close(): Promise<void>;
 }): void {
-  let windowStart = performance.now();
-  let cpuStart = process.cpuUsage();
-  let eluStart = performance.eventLoopUtilization();
-  const loopDelay = monitorEventLoopDelay({ resolution: LOOP_DELAY_RESOLUTION_MS });
-  const gc = (globalThis as { gc?: () => void }).gc;
-  const lateness = (ns: number) => Math.max(0, ns / 1e6 - LOOP_DELAY_RESOLUTION_MS);
-
+  const meter = processMeter();
   serveParent<ServerRequest>(async (request) => {
     switch (request.type) {
       case 'phase':
-        windowStart = performance.now();
-        cpuStart = process.cpuUsage();
-        eluStart = performance.eventLoopUtilization();
-        loopDelay.reset();
-        loopDelay.enable();
+        meter.start();
         return { type: 'phase' };
-      case 'collect': {
-        const durationMs = performance.now() - windowStart;
-        const cpu = process.cpuUsage(cpuStart);
-        loopDelay.disable();
-        const window: ServerWindow = {
-          durationMs,
-          liveCalls: server.liveCalls(),
-          cpuCorePct: ((cpu.user + cpu.system) / 1000 / durationMs) * 100,
-          systemCorePct: (cpu.system / 1000 / durationMs) * 100,
-          eventLoopUtilization: performance.eventLoopUtilization(eluStart).utilization,
-          loopDelayMs: {
-            p50: lateness(loopDelay.percentile(50)),
-            p99: lateness(loopDelay.percentile(99)),
-            max: lateness(loopDelay.max),
-          },
-        };
-        return { type: 'collect', window };
-      }
+      case 'collect':
+        return { type: 'collect', window: { ...meter.collect(), liveCalls: server.liveCalls() } };
       case 'status':
         return { type: 'status', liveCalls: server.liveCalls() };
-      case 'memory': {
-        if (gc === undefined) throw new Error('run the server with --expose-gc');
-        for (let i = 0; i < 4; i++) {
-          gc();
-          await new Promise((resolve) => setTimeout(resolve, 20));
-        }
-        const m = process.memoryUsage();
-        const memory: MemorySample = {
-          liveCalls: server.liveCalls(),
-          heapUsed: m.heapUsed,
-          heapTotal: m.heapTotal,
-          rss: m.rss,
-          external: m.external,
-          arrayBuffers: m.arrayBuffers,
-        };
-        return { type: 'memory', memory };
-      }
+      case 'memory':
+        return { type: 'memory', memory: await sampleMemory(server.liveCalls()) };
       case 'stop':
         await server.close();
         setImmediate(() => process.exit(0));
