@@ -151,8 +151,8 @@ function x(r: number | null): string {
   return r === null ? '-' : `${r.toFixed(2)}×`;
 }
 
-/** Left-aligned first column, right-aligned others. */
-function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
+/** A plain-text table: left-aligned first column, right-aligned others (the audio report uses it too). */
+export function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: readonly string[]) =>
     cells

@@ -1,6 +1,7 @@
 /** The Media Streams audio bench's result shape and its text rendering. */
 import type { BenchMachine, CpuShares } from '../machineCpu.ts';
 import type { MemorySample } from '../protocol.ts';
+import { table } from '../report.ts';
 import type { Summary } from '../stats.ts';
 import type { CallersWindow } from './mediaCallers.ts';
 import { TRACE_STAGES } from './mediaCallers.ts';
@@ -74,17 +75,6 @@ function triple(s: Summary, digits = 0): string {
 
 function kib(bytes: number): string {
   return (bytes / 1024).toFixed(1);
-}
-
-/** Left-aligned first column, right-aligned others. */
-function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: readonly string[]) =>
-    cells
-      .map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0)))
-      .join('  ')
-      .trimEnd();
-  return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
 }
 
 const ARM_TITLES: Record<ArmName, string> = {
