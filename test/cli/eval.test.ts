@@ -1,24 +1,16 @@
-import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { paths } from '../fixtures/configs.ts';
+import { runNode, type NodeRun } from '../support/runNode.ts';
 
 const cli = fileURLToPath(new URL('../../src/cli/eval.ts', import.meta.url));
 const root = fileURLToPath(new URL('../..', import.meta.url));
 
-function run(args: readonly string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cli, ...args], { cwd: root });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+function run(args: readonly string[]): Promise<NodeRun> {
+  return runNode(cli, args, { cwd: root });
 }
 
 const dir = await mkdtemp(join(tmpdir(), 'switchboard-eval-'));

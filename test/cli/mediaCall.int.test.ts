@@ -4,7 +4,6 @@
  * picks). WAV files go through the client's resampler and VAD, the stream runs in real time, and a
  * tap between the client and the engine records every frame Twilio's side sent.
  */
-import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -21,6 +20,7 @@ import type { Utterance } from '../../src/cli/twilioStreamSimulator.ts';
 import { TRACE_HEADER } from '../../src/twilio/relayProtocol.ts';
 import type { DevFakes } from '../fakes/serveFakes.ts';
 import { startDevFakes } from '../fakes/serveFakes.ts';
+import { runNode } from '../support/runNode.ts';
 import { demoCompany, demoTemplate, startTestApp } from '../support/testApp.ts';
 import type { TestApp } from '../support/testApp.ts';
 
@@ -361,23 +361,11 @@ describe('npm run call -- --media against the real engine', { timeout: 40_000 },
     const url = await startEngine([BYE]);
     const out = path.join(dir, 'heard.wav');
     const cli = path.resolve('src/cli/call.ts');
-    const { code, stdout, stderr } = await new Promise<{
-      code: number | null;
-      stdout: string;
-      stderr: string;
-    }>((resolve, reject) => {
-      const child = spawn(
-        process.execPath,
-        [cli, '--media', '--wav', files.bye, '--json', '--save-audio', out, '--url', url],
-        { env: { PATH: process.env['PATH'] ?? '', LOG_LEVEL: 'silent' } },
-      );
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      child.on('error', reject);
-      child.on('close', (code) => resolve({ code, stdout, stderr }));
-    });
+    const { code, stdout, stderr } = await runNode(
+      cli,
+      ['--media', '--wav', files.bye, '--json', '--save-audio', out, '--url', url],
+      { env: { PATH: process.env['PATH'] ?? '', LOG_LEVEL: 'silent' } },
+    );
     expect(stderr).toBe('');
     expect(code).toBe(0);
     const report = JSON.parse(stdout) as MediaCallReport;

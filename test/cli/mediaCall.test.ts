@@ -3,7 +3,7 @@
  * webhook with `<Connect><Stream>` TwiML and a WebSocket server that records every frame the client
  * sends and plays a script of media, marks, clears and trace frames back.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server } from 'node:http';
@@ -22,6 +22,7 @@ import { parseStreamTwiml, prepareUtterance, runMediaCall } from '../../src/cli/
 import type { Utterance } from '../../src/cli/twilioStreamSimulator.ts';
 import { isValidTwilioSignature } from '../../src/twilio/signature.ts';
 import { tone } from '../audio/signals.ts';
+import { runNode } from '../support/runNode.ts';
 import { startTestApp } from '../support/testApp.ts';
 
 // ---------------------------------------------------------------------------------------------------
@@ -622,17 +623,7 @@ describe('npm run call -- --media', { timeout: 20_000 }, () => {
   const hasEspeak = spawnSync('espeak-ng', ['--version']).status === 0;
 
   function run(args: string[], env: Record<string, string> = {}) {
-    return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-      const child = spawn(process.execPath, [cli, ...args], {
-        env: { PATH: process.env['PATH'] ?? '', LOG_LEVEL: 'silent', ...env },
-      });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      child.on('error', reject);
-      child.on('close', (code) => resolve({ code, stdout, stderr }));
-    });
+    return runNode(cli, args, { env: { PATH: process.env['PATH'] ?? '', LOG_LEVEL: 'silent', ...env } });
   }
 
   const replyingEngine = () =>
