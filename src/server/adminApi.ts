@@ -17,6 +17,7 @@ import type { Queryable } from '../store/sql/db.ts';
 import { DbError, dbErrorForLog } from '../store/sql/db.ts';
 import { createAdminAuth } from './adminAuth.ts';
 import type { HttpRoute } from './httpServer.ts';
+import { readBody } from '../readBody.ts';
 
 /** Largest request body accepted (a template with many scenarios is tens of KiB). */
 export const MAX_ADMIN_BODY_BYTES = 1024 * 1024;
@@ -83,32 +84,19 @@ function sendJson(res: ServerResponse, status: number, body: unknown, headers: R
   res.end(text);
 }
 
-function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    const declared = Number(req.headers['content-length']);
-    if (Number.isFinite(declared) && declared > limit) {
-      reject(new ApiError(413, `body larger than ${limit} bytes`));
-      req.resume();
-      return;
-    }
-    let size = 0;
-    const chunks: Buffer[] = [];
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) {
-        reject(new ApiError(413, `body larger than ${limit} bytes`));
-        req.destroy();
-      } else chunks.push(chunk);
-    });
-    req.on('end', () => {
-      try {
-        resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown);
-      } catch (err) {
-        reject(new ApiError(400, `invalid JSON: ${(err as Error).message}`));
-      }
-    });
-    req.on('error', reject);
-  });
+async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > limit) {
+    req.resume();
+    throw new ApiError(413, `body larger than ${limit} bytes`);
+  }
+  const { body, truncated } = await readBody(req, limit);
+  if (truncated) throw new ApiError(413, `body larger than ${limit} bytes`);
+  try {
+    return JSON.parse(body.toString('utf8')) as unknown;
+  } catch (err) {
+    throw new ApiError(400, `invalid JSON: ${(err as Error).message}`);
+  }
 }
 
 /** "source: field: message" (ConfigError's form) into a problem; `body` is the request's document. */

@@ -24,6 +24,7 @@ import type { MediaServices } from '../speech/mediaServices.ts';
 import { handleMediaSocket } from '../twilio/mediaConnection.ts';
 import type { MediaObserver, MediaSocketOptions } from '../twilio/mediaConnection.ts';
 import { MAX_MEDIA_FRAME_BYTES } from '../twilio/mediaProtocol.ts';
+import { readBody } from '../readBody.ts';
 
 const MAX_BODY_BYTES = 64 * 1024;
 
@@ -83,22 +84,10 @@ class HttpError extends Error {
   }
 }
 
-function readForm(req: IncomingMessage): Promise<Record<string, string>> {
-  return new Promise((resolve, reject) => {
-    let size = 0;
-    const chunks: Buffer[] = [];
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > MAX_BODY_BYTES) {
-        reject(new HttpError(413, 'body too large'));
-        req.destroy();
-      } else chunks.push(chunk);
-    });
-    req.on('end', () =>
-      resolve(Object.fromEntries(new URLSearchParams(Buffer.concat(chunks).toString('utf8')))),
-    );
-    req.on('error', reject);
-  });
+async function readForm(req: IncomingMessage): Promise<Record<string, string>> {
+  const { body, truncated } = await readBody(req, MAX_BODY_BYTES);
+  if (truncated) throw new HttpError(413, 'body too large');
+  return Object.fromEntries(new URLSearchParams(body.toString('utf8')));
 }
 
 const LAG_TICK_MS = 100;

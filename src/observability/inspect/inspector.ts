@@ -24,6 +24,7 @@ import { liveFeed } from './liveFeed.ts';
 import { callMeta, replayOf, TransitionInference } from './replay.ts';
 import { describeMachine } from './statechart.ts';
 import type { MachineDescription } from './statechart.ts';
+import { readBody } from '../../readBody.ts';
 
 export interface InspectorOptions {
   readonly engine: Engine;
@@ -89,20 +90,9 @@ function send(
 const json = (res: ServerResponse, status: number, value: unknown) =>
   send(res, status, JSON.stringify(value), 'application/json; charset=utf-8');
 
-function readForm(req: IncomingMessage): Promise<URLSearchParams | null> {
-  return new Promise((resolve, reject) => {
-    let size = 0;
-    const chunks: Buffer[] = [];
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > MAX_FORM_BYTES) {
-        resolve(null);
-        req.destroy();
-      } else chunks.push(chunk);
-    });
-    req.on('end', () => resolve(new URLSearchParams(Buffer.concat(chunks).toString('utf8'))));
-    req.on('error', reject);
-  });
+async function readForm(req: IncomingMessage): Promise<URLSearchParams | null> {
+  const { body, truncated } = await readBody(req, MAX_FORM_BYTES);
+  return truncated ? null : new URLSearchParams(body.toString('utf8'));
 }
 
 /** Counts failed sign-ins per address so the token cannot be guessed at speed. */

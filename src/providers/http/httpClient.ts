@@ -14,6 +14,7 @@
 import http, { type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import { urlToHttpOptions } from 'node:url';
+import { readBody } from '../../readBody.ts';
 
 export interface HttpClientOptions {
   /** Origin and base path, e.g. `https://api.openai.com/v1`; request paths are appended to it. */
@@ -203,45 +204,8 @@ export function createHttpClient(options: HttpClientOptions): HttpClient {
  * Reads `body` as UTF-8 text, at most `maxBytes` of it: a longer body is cut there and destroyed
  * (its connection closed). Read to its end, the socket returns to the pool.
  */
-export function readBodyText(body: IncomingMessage, maxBytes: number): Promise<string> {
-  return new Promise<string>((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const detach = () => {
-      body.off('data', onData);
-      body.off('end', onEnd);
-      body.off('error', onError);
-      body.off('close', onClose);
-    };
-    const onData = (chunk: Buffer) => {
-      const room = maxBytes - size;
-      if (chunk.length > room) {
-        chunks.push(chunk.subarray(0, room));
-        detach();
-        body.destroy();
-        resolve(Buffer.concat(chunks).toString('utf8'));
-        return;
-      }
-      chunks.push(chunk);
-      size += chunk.length;
-    };
-    const onEnd = () => {
-      detach();
-      resolve(Buffer.concat(chunks).toString('utf8'));
-    };
-    const onError = (err: Error) => {
-      detach();
-      reject(err);
-    };
-    const onClose = () => {
-      detach();
-      reject(new Error('the response closed before its end'));
-    };
-    body.on('data', onData);
-    body.on('end', onEnd);
-    body.on('error', onError);
-    body.on('close', onClose);
-  });
+export async function readBodyText(body: IncomingMessage, maxBytes: number): Promise<string> {
+  return (await readBody(body, maxBytes)).body.toString('utf8');
 }
 
 /**
