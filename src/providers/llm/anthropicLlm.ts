@@ -11,17 +11,10 @@
  * system prompt. We do not prefill "{" as an assistant turn: newer Claude models reject prefill, and
  * it would make the streamed text differ from the model's own output.
  */
-import {
-  createHttpClient,
-  drainBody,
-  isSuccessStatus,
-  providerMessage,
-  type HttpResponse,
-} from '../http/httpClient.ts';
-import { SseLimitError, readSseEvents, type SseEvent } from '../http/sse.ts';
-import type { LlmClient, LlmPartial, LlmRequest, LlmResult, LlmUsage } from './llmClient.ts';
-import { LlmError, endedEarlyError, llmHttpError } from './llmErrors.ts';
-import { startDeadline, type RequestDeadline } from '../requestDeadline.ts';
+import { createHttpClient, providerMessage } from '../http/httpClient.ts';
+import type { LlmClient, LlmRequest, LlmResult } from './llmClient.ts';
+import { LlmError } from './llmErrors.ts';
+import { listModels, streamCompletion } from './streamedCompletion.ts';
 
 export interface AnthropicLlmOptions {
   readonly apiKey: string;
@@ -37,8 +30,6 @@ export const ANTHROPIC_VERSION = '2026-10-21';
 
 const JSON_INSTRUCTION =
   'Respond with a single JSON object and nothing else: no prose before or after it, no Markdown code fences.';
-
-const NOTHING_STREAMED: LlmPartial = { text: '', usage: null, firstTokenMs: null, durationMs: 0 };
 
 // Mid-stream error events of these types are the provider's trouble and may pass on a retry.
 const RETRYABLE_STREAM_ERRORS = new Set([
@@ -70,157 +61,85 @@ export function createAnthropicLlm(options: AnthropicLlmOptions): LlmClient {
 
   return {
     provider: 'anthropic',
-    async preconnect({ signal, timeoutMs }) {
-      // GET /v1/models is free; read to its end, it leaves a kept-alive connection and a TLS session behind.
-      const deadline = startDeadline(signal, timeoutMs);
-      try {
-        const response = await http.request({
-          method: 'GET',
-          path: '/v1/models?limit=1',
-          signal: deadline.signal,
-        });
-        if (!isSuccessStatus(response.status)) {
-          throw llmHttpError(
-            'anthropic',
-            response.status,
-            await http.errorMessage(response),
-            NOTHING_STREAMED,
-          );
-        }
-        await drainBody(response.body);
-      } catch (err) {
-        throw translateError(err, deadline, NOTHING_STREAMED, timeoutMs);
-      } finally {
-        deadline.dispose();
-      }
-    },
-    async complete(request: LlmRequest): Promise<LlmResult> {
-      const startedAt = performance.now();
-      const deadline = startDeadline(request.signal, request.timeoutMs);
-      let text = '';
-      let inputTokens = 0;
-      // Output counts are only final once message_delta arrives; until then usage is unknown, so a
-      // cut-short request reports null and cost is estimated (rather than trusting a lower bound).
-      let outputTokens: number | null = null;
-      let firstTokenMs: number | null = null;
-      let finished = false;
-      // Set by onEvent (a closure): the assertion keeps TypeScript from narrowing it to null for good.
-      let callbackFailure = null as { readonly error: unknown } | null;
-      const usage = (): LlmUsage | null => (outputTokens === null ? null : { inputTokens, outputTokens });
-      const partial = (): LlmPartial => ({
-        text,
-        usage: usage(),
-        firstTokenMs,
-        durationMs: performance.now() - startedAt,
-      });
+    preconnect: (options) => listModels('anthropic', http, '/v1/models?limit=1', options),
+    complete(request: LlmRequest): Promise<LlmResult> {
       const system =
         request.json === true
           ? [request.system, JSON_INSTRUCTION].filter((s) => s !== '').join('\n\n')
           : request.system;
-
-      const onEvent = (sse: SseEvent): 'stop' | undefined => {
-        // Every event of the Messages stream is named; like the SDK, unnamed ones and pings are skipped.
-        if (sse.event === null || sse.event === 'ping') return undefined;
-        if (sse.event === 'error') {
-          // An error event inside a 200 stream, e.g. overloaded_error: the provider gave up mid-answer.
-          const { message, type } = streamError(sse.data);
-          throw new LlmError(
-            'ERR_LLM_HTTP',
-            `anthropic reported an error mid-stream: ${http.redact(message)}`,
-            {
-              provider: 'anthropic',
-              partial: partial(),
-              retryable: type !== null && RETRYABLE_STREAM_ERRORS.has(type),
-            },
-          );
-        }
-        if (sse.data === '') return undefined;
-        let event: StreamEvent;
-        try {
-          event = JSON.parse(sse.data) as StreamEvent;
-        } catch (err) {
-          throw new LlmError(
-            'ERR_LLM_BAD_RESPONSE',
-            'anthropic sent a malformed stream: an event is not JSON',
-            { provider: 'anthropic', partial: partial(), cause: err },
-          );
-        }
-        switch (event.type) {
-          case 'content_block_delta': {
-            const delta = event.delta;
-            if (delta?.type !== 'text_delta' || typeof delta.text !== 'string' || delta.text === '') break;
-            firstTokenMs ??= performance.now() - startedAt;
-            text += delta.text;
-            try {
-              request.onToken?.(delta.text);
-            } catch (error) {
-              // Rethrown unchanged below; leaving the stream closes it on the wire.
-              callbackFailure = { error };
-              throw error;
-            }
-            break;
-          }
-          case 'message_start': {
-            const input = event.message?.usage?.input_tokens;
-            if (typeof input === 'number') inputTokens = input;
-            break;
-          }
-          case 'message_delta': {
-            const output = event.usage?.output_tokens;
-            if (typeof output === 'number') outputTokens = output;
-            break;
-          }
-          case 'message_stop':
-            finished = true;
-            return 'stop';
-        }
-        return undefined;
-      };
-
-      let response: HttpResponse | null = null;
-      try {
-        response = await http.request({
-          method: 'POST',
-          path: '/v1/messages',
-          json: {
-            model: request.model,
-            max_tokens: request.maxOutputTokens,
-            messages: request.messages.map((m) => ({ role: m.role, content: m.content })),
-            stream: true,
-            ...(system === '' ? {} : { system }),
-            ...(request.temperature === undefined ? {} : { temperature: request.temperature }),
-          },
-          accept: 'text/event-stream',
-          signal: deadline.signal,
-        });
-        if (!isSuccessStatus(response.status)) {
-          throw llmHttpError('anthropic', response.status, await http.errorMessage(response), partial());
-        }
-        await readSseEvents(response.body, onEvent);
-      } catch (err) {
-        if (callbackFailure !== null) throw callbackFailure.error;
-        throw translateError(err, deadline, partial(), request.timeoutMs, response !== null);
-      } finally {
-        deadline.dispose();
-      }
-
-      if (!finished) {
-        if (deadline.endedBy !== null) {
-          throw endedEarlyError(deadline.endedBy, 'anthropic', partial(), request.timeoutMs);
-        }
-        throw new LlmError('ERR_LLM_BAD_RESPONSE', 'anthropic stream ended without message_stop', {
-          provider: 'anthropic',
-          partial: partial(),
-        });
-      }
-      return {
-        text,
+      let inputTokens = 0;
+      return streamCompletion({
         provider: 'anthropic',
-        model: request.model,
-        usage: usage(),
-        firstTokenMs,
-        durationMs: performance.now() - startedAt,
-      };
+        http,
+        request,
+        path: '/v1/messages',
+        body: {
+          model: request.model,
+          max_tokens: request.maxOutputTokens,
+          messages: request.messages.map((m) => ({ role: m.role, content: m.content })),
+          stream: true,
+          ...(system === '' ? {} : { system }),
+          ...(request.temperature === undefined ? {} : { temperature: request.temperature }),
+        },
+        endMarker: 'message_stop',
+        onEvent: (sse, stream) => {
+          // Every event of the Messages stream is named; like the SDK, unnamed ones and pings are skipped.
+          if (sse.event === null || sse.event === 'ping') return undefined;
+          if (sse.event === 'error') {
+            // An error event inside a 200 stream, e.g. overloaded_error: the provider gave up mid-answer.
+            const { message, type } = streamError(sse.data);
+            throw new LlmError(
+              'ERR_LLM_HTTP',
+              `anthropic reported an error mid-stream: ${http.redact(message)}`,
+              {
+                provider: 'anthropic',
+                partial: stream.partial(),
+                retryable: type !== null && RETRYABLE_STREAM_ERRORS.has(type),
+              },
+            );
+          }
+          if (sse.data === '') return undefined;
+          let event: StreamEvent;
+          try {
+            event = JSON.parse(sse.data) as StreamEvent;
+          } catch (err) {
+            throw new LlmError(
+              'ERR_LLM_BAD_RESPONSE',
+              'anthropic sent a malformed stream: an event is not JSON',
+              {
+                provider: 'anthropic',
+                partial: stream.partial(),
+                cause: err,
+              },
+            );
+          }
+          switch (event.type) {
+            case 'content_block_delta': {
+              const delta = event.delta;
+              if (delta?.type === 'text_delta' && typeof delta.text === 'string' && delta.text !== '') {
+                stream.token(delta.text);
+              }
+              break;
+            }
+            case 'message_start': {
+              const input = event.message?.usage?.input_tokens;
+              if (typeof input === 'number') inputTokens = input;
+              break;
+            }
+            case 'message_delta': {
+              // Output counts are only final once message_delta arrives; until then usage stays
+              // unknown, so a cut-short request reports null and its cost is estimated.
+              const output = event.usage?.output_tokens;
+              if (typeof output === 'number') stream.usage = { inputTokens, outputTokens: output };
+              break;
+            }
+            case 'message_stop':
+              stream.finish();
+              return 'stop';
+          }
+          return undefined;
+        },
+      });
     },
   };
 }
@@ -239,34 +158,4 @@ function streamError(data: string): { readonly message: string; readonly type: s
     // Not JSON: the text is the message.
   }
   return { message: providerMessage(data), type: typeof type === 'string' ? type : null };
-}
-
-/**
- * Maps whatever a request threw onto an LlmError; the deadline's verdict wins. `answered` tells a
- * failure to connect or send (no response yet) from one while reading the stream.
- */
-function translateError(
-  err: unknown,
-  deadline: RequestDeadline,
-  partial: LlmPartial,
-  timeoutMs: number,
-  answered = false,
-): LlmError {
-  const provider = 'anthropic';
-  if (deadline.endedBy !== null) return endedEarlyError(deadline.endedBy, provider, partial, timeoutMs);
-  if (err instanceof LlmError) return err;
-  if (err instanceof SseLimitError) {
-    return new LlmError('ERR_LLM_BAD_RESPONSE', `anthropic sent a malformed stream: ${err.message}`, {
-      provider,
-      partial,
-      cause: err,
-    });
-  }
-  const reason = err instanceof Error ? err.message : String(err);
-  // Connection refused or reset, DNS, TLS; or, once answering, the socket dropped mid-stream.
-  return new LlmError(
-    'ERR_LLM_CONNECTION',
-    answered ? `anthropic stream failed: ${reason}` : `anthropic connection failed: ${reason}`,
-    { provider, partial, retryable: true, cause: err },
-  );
 }
