@@ -22,6 +22,7 @@ import { parseStreamTwiml, prepareUtterance, runMediaCall } from '../../src/cli/
 import type { Utterance } from '../../src/cli/twilioStreamSimulator.ts';
 import { isValidTwilioSignature } from '../../src/twilio/signature.ts';
 import { tone } from '../audio/signals.ts';
+import { readBody } from '../../src/readBody.ts';
 import { runNode } from '../support/runNode.ts';
 import { startTestApp } from '../support/testApp.ts';
 
@@ -98,58 +99,48 @@ function isVoiced(payload: string): boolean {
   return sum / pcm.length > 300;
 }
 
-async function readBody(req: IncomingMessage): Promise<string> {
-  let body = '';
-  for await (const chunk of req) body += (chunk as Buffer).toString('utf8');
-  return body;
-}
-
 async function startFakeEngine(options: FakeEngineOptions = {}): Promise<FakeEngine> {
   const webhooks: FakeEngine['webhooks'] = [];
   const upgrades: FakeEngine['upgrades'] = [];
   const streams: FakeStream[] = [];
   let base = '';
   const publicBase = () => options.publicBaseUrl ?? base;
+  const wsBase = () => {
+    const url = new URL(publicBase());
+    url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+    return url;
+  };
+  /** Twilio's own check of the signature a request carries (null when the fake has no token). */
+  const signatureValid = (req: IncomingMessage, url: string, params: Record<string, string>) => {
+    const signature = req.headers['x-twilio-signature'];
+    return options.authToken === undefined
+      ? null
+      : isValidTwilioSignature(
+          options.authToken,
+          typeof signature === 'string' ? signature : undefined,
+          url,
+          params,
+        );
+  };
   const server: Server = createServer((req, res) => {
     void (async () => {
-      const form = Object.fromEntries(new URLSearchParams(await readBody(req)));
-      const signature = req.headers['x-twilio-signature'];
+      const { body } = await readBody(req, 1 << 20);
+      const form = Object.fromEntries(new URLSearchParams(body.toString('utf8')));
       webhooks.push({
         form,
-        signatureValid:
-          options.authToken === undefined
-            ? null
-            : isValidTwilioSignature(
-                options.authToken,
-                typeof signature === 'string' ? signature : undefined,
-                new URL('/twilio/voice', publicBase()).href,
-                form,
-              ),
+        signatureValid: signatureValid(req, new URL('/twilio/voice', publicBase()).href, form),
       });
-      const wsBase = new URL(publicBase());
-      wsBase.protocol = wsBase.protocol === 'https:' ? 'wss:' : 'ws:';
-      const streamUrl = new URL('/twilio/media/tok-123', wsBase).href;
+      const streamUrl = new URL('/twilio/media/tok-123', wsBase()).href;
       res.writeHead(200, { 'content-type': 'text/xml' });
       res.end((options.twiml ?? streamTwiml)(streamUrl));
     })();
   });
   const wss = new WebSocketServer({ noServer: true });
   server.on('upgrade', (req, socket, head) => {
-    const signature = req.headers['x-twilio-signature'];
-    const wsBase = new URL(publicBase());
-    wsBase.protocol = wsBase.protocol === 'https:' ? 'wss:' : 'ws:';
     upgrades.push({
       path: req.url ?? '',
       trace: req.headers['x-switchboard-trace'],
-      signatureValid:
-        options.authToken === undefined
-          ? null
-          : isValidTwilioSignature(
-              options.authToken,
-              typeof signature === 'string' ? signature : undefined,
-              new URL(req.url ?? '/', wsBase).href,
-              {},
-            ),
+      signatureValid: signatureValid(req, new URL(req.url ?? '/', wsBase()).href, {}),
     });
     wss.handleUpgrade(req, socket, head, (ws) => handleStream(ws));
   });
