@@ -4,9 +4,9 @@
  * speech edges and transcripts, DTMF), and the actor's replies into audio, marks and `clear`
  * (src/speech/playout.ts). A caller's bytes can close this socket, never the process.
  *
- * Inbound path, per 20 ms frame: parse (fast path for `media`), forward the base64 payload untouched
- * to STT, decode it into one buffer reused for the whole call, and feed the local VAD. No timer,
- * promise or per-frame buffer beyond what JSON.parse and base64 decoding need.
+ * Inbound path, per 20 ms frame: parse (fast path for `media`), decode the payload into one buffer
+ * reused for the whole call, hand the bytes to STT (which batches two frames per append) and feed
+ * the local VAD. No timer, promise or per-frame buffer beyond what JSON.parse needs.
  *
  * Invalid frames (not JSON, a schema failure, binary, anything but `connected` before `start`, a
  * second `start`, a foreign streamSid) are counted and logged with a reason, never the frame. The
@@ -487,7 +487,6 @@ export function handleMediaSocket(
     // A bidirectional stream carries the caller only; anything else is not ours to hear.
     if (frame.media.track !== 'inbound') return;
     const payload = frame.media.payload;
-    stt?.sendMulaw(payload);
     const bytes = base64ByteLength(payload);
     if (bytes > decodeBuffer.length) {
       decodeBuffer = Buffer.allocUnsafeSlow(bytes);
@@ -495,6 +494,9 @@ export function handleMediaSocket(
     }
     const written = decodeBuffer.write(payload, 'base64');
     if (written !== decodeView.length) decodeView = decodeBuffer.subarray(0, written);
+    // The bytes, already decoded for the VAD (and validated as base64 by the parser), so the STT
+    // adapter can batch them without decoding again.
+    stt?.sendMulaw(decodeView);
     vad.push(decodeView);
   };
 

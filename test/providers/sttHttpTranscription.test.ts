@@ -162,6 +162,27 @@ describe('createHttpTranscriptionStt', () => {
     });
   });
 
+  it('copies raw frames, so a caller that reuses one buffer for every frame uploads the right audio', async () => {
+    server.scriptTranscriptions({ type: 'text', text: 'reused' });
+    const { callbacks, log } = recorder();
+    const s = open(callbacks);
+    const frames = [
+      ...Array.from({ length: 3 }, silence),
+      ...Array.from({ length: 20 }, (_, i) => loudFrame(i)),
+      ...Array.from({ length: 6 }, silence),
+    ];
+    // As the media connection does: one decode buffer, overwritten frame after frame.
+    const reused = new Uint8Array(FRAME);
+    for (const f of frames) {
+      reused.set(f);
+      s.sendMulaw(reused);
+    }
+    await waitFor(() => log.some((l) => l.startsWith('final:')));
+    const sent = await server.transcriptionSettled(0);
+    const expectedSamples = frames.slice(1, 3 + 20 + 5).flatMap((f) => Array.from(f, decodeMulaw));
+    expect(Array.from(sent.wav!.samples)).toEqual(expectedSamples);
+  });
+
   it('delivers finals in utterance order even when a later upload answers first', async () => {
     server.scriptTranscriptions(
       { type: 'text', text: 'first', delayMs: 150 },

@@ -7,7 +7,7 @@ import {
 } from '../../src/providers/stt/openaiRealtimeStt.ts';
 import type { SttCallbacks, SttError, SttSession, SttUsage } from '../../src/providers/stt/sttSession.ts';
 import { sttCostUsd } from '../../src/providers/stt/sttPrices.ts';
-import { heldSockets } from '../../src/providers/stt/writeCoalescer.ts';
+import { heldBatches } from '../../src/providers/stt/frameBatcher.ts';
 import { startFakeRealtimeServer, type FakeRealtimeServer } from '../fakes/fakeRealtimeServer.ts';
 
 // 20 ms of 8 kHz μ-law, as Twilio sends it. 0xFF is silence; 0x10 decodes to about -5000 (loud).
@@ -58,6 +58,8 @@ function open(callbacks: SttCallbacks, overrides: Partial<OpenAiRealtimeSttOptio
     apiKey: 'test-key',
     baseURL: server.baseURL,
     language: 'en',
+    // One append per frame, so the tests below can follow each frame; batching has its own tests.
+    framesPerAppend: 1,
     reconnect: { initialDelayMs: 20, maxDelayMs: 50, maxAttempts: 3 },
     onUsage: (u) => usage.push(u),
     ...overrides,
@@ -319,34 +321,77 @@ describe('createOpenAiRealtimeStt', () => {
   });
 });
 
-describe('write coalescing', () => {
-  it('writes appends in pairs without changing or reordering them, and releases a lone frame soon', async () => {
+describe('batching frames into appends', () => {
+  const unb64 = (s: string) => new Uint8Array(Buffer.from(s, 'base64'));
+  const joined = (parts: Uint8Array[]) => new Uint8Array(Buffer.concat(parts));
+
+  it('sends two frames per append by default, bytes untouched and in order, and releases a lone frame soon', async () => {
     const { callbacks } = recorder();
-    const s = open(callbacks, { coalesceFrames: 2 });
+    const s = open(callbacks, { framesPerAppend: 2 }); // the default
     const conn = await server.connection(0);
     await waitFor(() => s.stats().state === 'open');
-    const frames = [1, 2, 3, 4, 5].map((n) => b64(new Uint8Array(FRAME).fill(0x10 + n)));
-    for (const f of frames.slice(0, 4)) s.sendMulaw(f);
-    await waitFor(() => conn.appends.length === 4);
-    expect(conn.appends).toEqual(frames.slice(0, 4));
-    // A fifth frame with nothing after it: held at most ~30 ms, then written.
+    const frames = [1, 2, 3, 4, 5].map((n) => new Uint8Array(FRAME).map((_, j) => (n * 37 + j) & 0xff));
+    // Raw bytes and base64 strings mix; the adapter copies bytes, so reusing the buffer is safe.
+    const reused = new Uint8Array(FRAME);
+    reused.set(frames[0]!);
+    s.sendMulaw(reused);
+    reused.fill(0);
+    s.sendMulaw(b64(frames[1]!));
+    s.sendMulaw(frames[2]!);
+    s.sendMulaw(frames[3]!);
+    await waitFor(() => conn.appends.length === 2);
+    expect(conn.appends.map(unb64)).toEqual([joined(frames.slice(0, 2)), joined(frames.slice(2, 4))]);
+    // A fifth frame with nothing after it: held at most ~30 ms, then sent alone.
     s.sendMulaw(frames[4]!);
     const sentAt = performance.now();
-    await waitFor(() => conn.appends.length === 5, 1000);
+    await waitFor(() => conn.appends.length === 3, 1000);
     expect(performance.now() - sentAt).toBeLessThan(200);
-    expect(conn.appends[4]).toBe(frames[4]);
-    expect(heldSockets()).toBe(0);
+    expect(unb64(conn.appends[2]!)).toEqual(frames[4]);
+    expect(heldBatches()).toBe(0);
+    expect(s.stats()).toMatchObject({ framesSent: 5, bytesSent: 5 * FRAME, framesDropped: 0 });
   });
 
-  it('flushes a held frame before closing', async () => {
+  it('still transcribes speech sent in batches', async () => {
+    server.script('batched words');
+    const { callbacks, seen } = recorder();
+    const s = open(callbacks, { framesPerAppend: 3 });
+    await waitFor(() => s.stats().state === 'open');
+    speak(s);
+    await waitFor(() => seen.finals.length === 1);
+    expect(seen.finals[0]?.text).toBe('batched words');
+  });
+
+  it('holds batches made while connecting and counts dropped frames, not appends', async () => {
     const { callbacks } = recorder();
-    const s = open(callbacks, { coalesceFrames: 4 });
+    const s = open(callbacks, { framesPerAppend: 2, maxBufferedFrames: 4 });
+    // Eight frames before the socket opens: four appends of two; the buffer keeps the last two appends.
+    const frames = Array.from({ length: 8 }, (_, i) => new Uint8Array(FRAME).fill(0x20 + i));
+    for (const f of frames) s.sendMulaw(f);
+    const conn = await server.connection(0);
+    await waitFor(() => s.stats().state === 'open' && conn.appends.length === 2);
+    expect(conn.appends.map(unb64)).toEqual([joined(frames.slice(4, 6)), joined(frames.slice(6, 8))]);
+    expect(s.stats()).toMatchObject({ framesSent: 4, framesDropped: 4 });
+  });
+
+  it('sends a held frame before closing', async () => {
+    const { callbacks } = recorder();
+    const s = open(callbacks, { framesPerAppend: 4 });
     const conn = await server.connection(0);
     await waitFor(() => s.stats().state === 'open');
-    s.sendMulaw(b64(loud()));
+    s.sendMulaw(loud());
     await s.close();
     await waitFor(() => conn.closed !== null);
-    expect(conn.appends).toHaveLength(1);
-    expect(heldSockets()).toBe(0);
+    expect(conn.appends.map(unb64)).toEqual([loud()]);
+    expect(heldBatches()).toBe(0);
+  });
+
+  it('drops a held frame when the session fails for good', async () => {
+    server.refuseUpgrades(401, 10);
+    const { callbacks } = recorder();
+    const s = open(callbacks, { framesPerAppend: 2 });
+    s.sendMulaw(loud());
+    await waitFor(() => s.stats().state === 'failed');
+    expect(heldBatches()).toBe(0);
+    expect(s.stats()).toMatchObject({ framesSent: 0, framesDropped: 1 });
   });
 });

@@ -966,10 +966,16 @@ describe('handleMediaSocket: with the real OpenAI realtime STT adapter', () => {
       type: 'caller.transcriptFinal',
       text: 'hello there',
     });
-    // The payloads reached the provider untouched.
+    // The μ-law bytes reached the provider untouched and in order, two frames per append.
     const connection = await fake.connection(0);
-    await waitFor(() => connection.appends.length === frames);
-    expect(connection.appends[10]).toBe(Buffer.from(LOUD).toString('base64'));
+    await waitFor(() => connection.appends.length === frames / 2);
+    const sent = Buffer.concat(connection.appends.map((a) => Buffer.from(a, 'base64')));
+    const expected = Buffer.concat([
+      ...Array.from({ length: 10 }, () => SILENCE),
+      ...Array.from({ length: 15 }, () => LOUD),
+      ...Array.from({ length: 15 }, () => SILENCE),
+    ]);
+    expect(sent.equals(expected)).toBe(true);
 
     twilio.stop();
     await twilio.closed;

@@ -212,7 +212,8 @@ function openSession(
         framesDropped += 1;
         return;
       }
-      const bytes = typeof frame === 'string' ? Buffer.from(frame, 'base64') : frame;
+      // Kept until the utterance is sent: a copy, since the caller may reuse its buffer.
+      const bytes = typeof frame === 'string' ? Buffer.from(frame, 'base64') : new Uint8Array(frame);
       let edge: VadEdge;
       try {
         edge = vad.push(bytes);

@@ -1,14 +1,14 @@
 /**
  * SttProvider over OpenAI Realtime in a transcription-only session (GA protocol), on a plain `ws`
- * socket. Twilio's base64 μ-law payload is forwarded untouched (`audio/pcmu`), the server's VAD finds
- * the utterances, and a dropped socket is reopened with backoff while the call goes on.
+ * socket. Twilio's μ-law bytes are forwarded untouched (`audio/pcmu`), two 20 ms frames per append
+ * (FrameBatcher), the server's VAD finds the utterances, and a dropped socket is reopened with
+ * backoff while the call goes on.
  *
  * Why not the SDK's `OpenAIRealtimeWS` (openai/realtime/ws): it always forces a `wss:` URL (a plain
  * `ws://` fake or LAN server cannot be reached), and its own reconnect is refused for transcription
  * sessions ("requires a model session"), so it would add nothing but a second event emitter. The SDK
  * still supplies the types and the baseURL resolution.
  */
-import { WriteCoalescer } from './writeCoalescer.ts';
 import OpenAI from 'openai';
 import type {
   RealtimeServerEvent,
@@ -26,6 +26,7 @@ import {
   type SttStats,
   type SttUsage,
 } from './sttSession.ts';
+import { FrameBatcher } from './frameBatcher.ts';
 import { sttCostUsd } from './sttPrices.ts';
 
 export interface OpenAiRealtimeSttOptions {
@@ -59,10 +60,11 @@ export interface OpenAiRealtimeSttOptions {
   /** Liveness ping; a socket that misses one pong is dropped and reopened. Default 10 000; 0 disables. */
   readonly pingIntervalMs?: number;
   /**
-   * Appends written per system call (WriteCoalescer): 2 halves the syscalls of the inbound path for
-   * at most 20 ms of added delay on every other frame; 1 writes each frame at once. Default 2.
+   * Inbound frames per `input_audio_buffer.append` (FrameBatcher): 2 halves the messages and system
+   * calls of the inbound path for at most 20 ms of added delay on every other frame; 1 sends each
+   * frame as it comes (a base64 string frame then goes out exactly as given). Default 2.
    */
-  readonly coalesceFrames?: number;
+  readonly framesPerAppend?: number;
   /** Audio sent, reported at each final transcript and at close. */
   readonly onUsage?: (usage: SttUsage) => void;
 }
@@ -155,15 +157,11 @@ function openSession(setup: {
   let failedAttempts = 0;
   let reconnectTimer: NodeJS.Timeout | null = null;
   let pingTimer: NodeJS.Timeout | null = null;
-  const coalesceFrames = options.coalesceFrames ?? 2;
-  /** Groups the appends of the open socket. */
-  let coalescer: WriteCoalescer | null = null;
-  const releaseSocket = () => {
-    coalescer?.dispose();
-    coalescer = null;
-  };
-  // Frames waiting for a socket, base64; a plain array is fine at this bound (50).
-  let pending: string[] = [];
+  const framesPerAppend = Math.max(1, Math.floor(options.framesPerAppend ?? 2));
+  // Appends waiting for a socket, oldest first, with the frames each holds (at most
+  // maxBufferedFrames in all; a plain array is fine at this bound).
+  let pending: { b64: string; frames: number }[] = [];
+  let pendingFrames = 0;
   let inSpeech = false;
   const partials = new Map<string, string>();
   const stoppedAt = new Map<string, number>();
@@ -197,22 +195,44 @@ function openSession(setup: {
     }
   };
 
-  const transmit = (ws: WebSocket, b64: string) => {
-    if (coalescer === null) ws.send(APPEND_PREFIX + b64 + APPEND_SUFFIX);
-    else coalescer.write(() => ws.send(APPEND_PREFIX + b64 + APPEND_SUFFIX));
-    const bytes = base64ByteLength(b64);
-    framesSent += 1;
+  const transmit = (ws: WebSocket, b64: string, frames: number, bytes: number) => {
+    ws.send(APPEND_PREFIX + b64 + APPEND_SUFFIX);
+    framesSent += frames;
     bytesSent += bytes;
     unreportedBytes += bytes;
   };
 
-  const hold = (b64: string) => {
-    pending.push(b64);
-    if (pending.length > maxBufferedFrames) {
-      pending.shift();
-      framesDropped += 1;
+  const hold = (b64: string, frames: number) => {
+    pending.push({ b64, frames });
+    pendingFrames += frames;
+    while (pendingFrames > maxBufferedFrames) {
+      const oldest = pending.shift()!;
+      pendingFrames -= oldest.frames;
+      framesDropped += oldest.frames;
     }
   };
+
+  const dropPending = () => {
+    framesDropped += pendingFrames + batcher.discard();
+    pending = [];
+    pendingFrames = 0;
+  };
+
+  /** Where appends go: the open socket, the reconnect buffer, or nowhere once the session ended. */
+  const route = (b64: string, frames: number, bytes: number) => {
+    if (state === 'open' && socket !== null && socket.readyState === WebSocket.OPEN) {
+      if (socket.bufferedAmount > MAX_SOCKET_BUFFERED_BYTES) framesDropped += frames;
+      else transmit(socket, b64, frames, bytes);
+    } else if (state === 'connecting' || state === 'reconnecting' || state === 'open') {
+      // 'open' with a socket that is not OPEN: it is closing, and its close handler reconnects.
+      hold(b64, frames);
+    } else {
+      framesDropped += frames;
+    }
+  };
+  const batcher = new FrameBatcher(framesPerAppend, route);
+  // Scratch for base64 string frames that are batched (decoded, then re-encoded with their partner).
+  let scratch = Buffer.allocUnsafe(160);
 
   const stopTimers = () => {
     if (reconnectTimer !== null) clearTimeout(reconnectTimer);
@@ -225,9 +245,7 @@ function openSession(setup: {
     if (state === 'closed' || state === 'failed') return;
     state = 'failed';
     stopTimers();
-    framesDropped += pending.length;
-    pending = [];
-    releaseSocket();
+    dropPending();
     socket?.terminate();
     socket = null;
     report(null);
@@ -379,10 +397,10 @@ function openSession(setup: {
       state = 'open';
       // Configure first: the server reads the appends that follow with this format.
       ws.send(sessionUpdate);
-      coalescer = new WriteCoalescer(ws, coalesceFrames);
       const held = pending;
       pending = [];
-      for (const b64 of held) transmit(ws, b64);
+      pendingFrames = 0;
+      for (const p of held) transmit(ws, p.b64, p.frames, base64ByteLength(p.b64));
       if (pingIntervalMs > 0) {
         pingTimer = setInterval(() => {
           if (!alive) {
@@ -422,7 +440,6 @@ function openSession(setup: {
     });
     ws.on('close', (code: number, reason: Buffer) => {
       if (socket !== ws) return;
-      releaseSocket();
       socket = null;
       if (pingTimer !== null) clearInterval(pingTimer);
       pingTimer = null;
@@ -447,38 +464,38 @@ function openSession(setup: {
 
   return {
     sendMulaw(frame) {
-      let b64: string;
-      if (typeof frame === 'string') {
-        // A payload with a quote would break the JSON we concatenate; Twilio's never has one.
-        if (!BASE64.test(frame)) {
-          framesDropped += 1;
-          return;
-        }
-        b64 = frame;
-      } else {
-        b64 = Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength).toString('base64');
-      }
-      if (state === 'open' && socket !== null && socket.readyState === WebSocket.OPEN) {
-        if (socket.bufferedAmount > MAX_SOCKET_BUFFERED_BYTES) framesDropped += 1;
-        else transmit(socket, b64);
-      } else if (state === 'connecting' || state === 'reconnecting' || state === 'open') {
-        // 'open' with a socket that is not OPEN: it is closing, and its close handler reconnects.
-        hold(b64);
-      } else {
+      if (state === 'closed' || state === 'failed') {
         framesDropped += 1;
+        return;
       }
+      if (typeof frame !== 'string') {
+        batcher.push(frame);
+        return;
+      }
+      // A payload with a quote would break the JSON we concatenate; Twilio's never has one.
+      if (!BASE64.test(frame)) {
+        framesDropped += 1;
+        return;
+      }
+      if (framesPerAppend === 1) {
+        route(frame, 1, base64ByteLength(frame));
+        return;
+      }
+      const bytes = base64ByteLength(frame);
+      if (bytes > scratch.length) scratch = Buffer.allocUnsafe(bytes);
+      const written = scratch.write(frame, 'base64');
+      batcher.push(scratch.subarray(0, written));
     },
 
     close() {
       if (closing !== null) return closing;
       const wasFailed = state === 'failed';
+      // What the batcher holds goes out (or into the reconnect buffer) before the close frame.
+      batcher.flush();
       state = 'closed';
       stopTimers();
-      framesDropped += pending.length;
-      pending = [];
+      dropPending();
       if (!wasFailed) report(null);
-      // What a group holds goes out before the close frame.
-      releaseSocket();
       const ws = socket;
       socket = null;
       if (ws === null) {

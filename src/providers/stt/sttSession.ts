@@ -89,8 +89,8 @@ export interface SttStats {
 
 export interface SttSession {
   /**
-   * One inbound frame: raw μ-law bytes, or Twilio's base64 `media.payload` (forwarded untouched when
-   * the provider takes base64). Synchronous and cheap: no promise or timer per frame.
+   * One inbound frame: raw μ-law bytes (copied: the caller may reuse the buffer at once), or Twilio's
+   * base64 `media.payload`. Synchronous and cheap: no promise or timer per frame.
    */
   sendMulaw(frame: Uint8Array | string): void;
   /** Ends the session: closes the connection and aborts in-flight requests. Resolves when done; safe to call twice. */
