@@ -26,7 +26,7 @@ import type { Situation, ScenarioCandidate, TierResult } from '../../machines/ty
 import type { TemplateConfig } from '../config/companyConfig.ts';
 import type { Embedder } from '../providers/embeddings/embedder.ts';
 import { extractAllEquipment, relatedEquipment } from '../understanding/ruleCapture.ts';
-import { dot, isFittableEmbedder } from './localEmbedder.ts';
+import { dotAll, isFittableEmbedder } from './localEmbedder.ts';
 import type { TemplateIndex } from './normalize.ts';
 import { indexTemplates, isContent } from './normalize.ts';
 import type { Tier1Matcher } from './tier1Rules.ts';
@@ -358,7 +358,7 @@ export async function createTier2Matcher(
   /** Ranks scenarios for a query, leaving out items `skip` rejects and scenarios a negative trigger vetoes. */
   const rankQuery = (q: Float32Array, tokens: readonly string[], skip?: (i: number) => boolean): Ranked => {
     const vetoed = index.scenarios.map((e) => triggers.vetoed(tokens, e.index));
-    const sims = itemVectors.map((u) => dot(q, u));
+    const sims = dotAll(q, itemVectors);
     return rank(
       sims,
       items,

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   createLocalEmbedder,
   dot,
+  dotAll,
   isFittableEmbedder,
   LOCAL_EMBEDDER_ID,
 } from '../../src/routing/localEmbedder.ts';
@@ -72,5 +73,26 @@ describe('createLocalEmbedder', () => {
     const started = performance.now();
     for (let i = 0; i < 200; i++) e.embedSync(text);
     expect((performance.now() - started) / 200).toBeLessThan(1);
+  });
+});
+
+describe('dotAll', () => {
+  it('gives exactly what dot gives, row by row, for sparse and dense queries and rows of other lengths', () => {
+    const embedder = createLocalEmbedder();
+    const texts = [
+      'my kitchen sink is clogged',
+      'how much do you charge to come out',
+      'water heater making a banging noise',
+      'do you work on weekends',
+      '',
+    ];
+    const rows = texts.map((t) => embedder.embedSync(t));
+    // A dense row, and a shorter one.
+    rows.push(Float32Array.from({ length: 1024 }, (_, i) => Math.sin(i) / 16));
+    rows.push(rows[0]!.subarray(0, 300));
+    for (const q of [...rows, embedder.embedSync('the sink in my kitchen will not drain')]) {
+      expect(dotAll(q, rows)).toEqual(rows.map((row) => dot(q, row)));
+    }
+    expect(dotAll(rows[0]!, [])).toEqual([]);
   });
 });
