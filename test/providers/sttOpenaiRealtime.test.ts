@@ -7,7 +7,7 @@ import {
 } from '../../src/providers/stt/openaiRealtimeStt.ts';
 import type { SttCallbacks, SttError, SttSession, SttUsage } from '../../src/providers/stt/sttSession.ts';
 import { sttCostUsd } from '../../src/providers/stt/sttPrices.ts';
-import { heldBatches } from '../../src/providers/stt/frameBatcher.ts';
+import { heldBatches, openBatchers } from '../../src/providers/stt/frameBatcher.ts';
 import { startFakeRealtimeServer, type FakeRealtimeServer } from '../fakes/fakeRealtimeServer.ts';
 
 // 20 ms of 8 kHz μ-law, as Twilio sends it. 0xFF is silence; 0x10 decodes to about -5000 (loud).
@@ -383,6 +383,7 @@ describe('batching frames into appends', () => {
     await waitFor(() => conn.closed !== null);
     expect(conn.appends.map(unb64)).toEqual([loud()]);
     expect(heldBatches()).toBe(0);
+    expect(openBatchers()).toBe(0);
   });
 
   it('drops a held frame when the session fails for good', async () => {
@@ -392,6 +393,7 @@ describe('batching frames into appends', () => {
     s.sendMulaw(loud());
     await waitFor(() => s.stats().state === 'failed');
     expect(heldBatches()).toBe(0);
+    expect(openBatchers()).toBe(0);
     expect(s.stats()).toMatchObject({ framesSent: 0, framesDropped: 1 });
   });
 });

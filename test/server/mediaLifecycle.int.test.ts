@@ -10,7 +10,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { WebSocket } from 'ws';
 import { MULAW_SILENCE } from '../../src/audio/mulaw.ts';
-import { heldBatches } from '../../src/providers/stt/frameBatcher.ts';
+import { heldBatches, openBatchers } from '../../src/providers/stt/frameBatcher.ts';
 import { startFakeAudioServer } from '../fakes/fakeAudioServer.ts';
 import type { FakeAudioServer } from '../fakes/fakeAudioServer.ts';
 import { startFakeRealtimeServer } from '../fakes/fakeRealtimeServer.ts';
@@ -169,6 +169,7 @@ describe('Media Streams lifecycle', () => {
     expect(stt.connections.slice(connectionsBefore).every((c) => c.closed?.by === 'client')).toBe(true);
     await new Promise((resolve) => setTimeout(resolve, 200));
     expect(heldBatches()).toBe(0); // no inbound audio left held for the STT
+    expect(openBatchers()).toBe(0); // every STT session closed its batcher
     const after = resourceCounts();
     for (const kind of ['Timeout', 'TCPSocketWrap', 'TCPWRAP']) {
       expect(after[kind] ?? 0, kind).toBeLessThanOrEqual((before[kind] ?? 0) + 2);

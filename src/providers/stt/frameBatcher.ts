@@ -7,8 +7,10 @@
  * forwarded untouched, in order.
  *
  * A process-wide sweeper hands on any batch held longer than `MAX_HOLD_MS` (the caller's audio
- * stalled or ended), so audio never waits long for a partner frame; one interval timer serves every
- * call, and it runs only while some batch is held.
+ * stalled or ended), so audio never waits long for a partner frame. One interval timer serves every
+ * call while any batcher is open; each batcher stays in its set from creation to `close`, with the
+ * time of its oldest held frame in a field, so the hot path adds and removes nothing (adding and
+ * deleting a Map entry per batch made V8 rebuild the table over and over: garbage, and GC pauses).
  */
 import { performance } from 'node:perf_hooks';
 
@@ -17,17 +19,13 @@ const SWEEP_MS = 10;
 /** Room for 4 Twilio frames; grown when a caller pushes more at once. */
 const INITIAL_BYTES = 640;
 
-/** Batchers holding frames, with when their first frame arrived. */
-const holding = new Map<FrameBatcher, number>();
+/** Open batchers. */
+const open = new Set<FrameBatcher>();
 let sweeper: NodeJS.Timeout | null = null;
 
 function sweep(): void {
   const now = performance.now();
-  for (const [batcher, since] of holding) if (now - since >= MAX_HOLD_MS) batcher.flush();
-  if (holding.size === 0 && sweeper !== null) {
-    clearInterval(sweeper);
-    sweeper = null;
-  }
+  for (const batcher of open) batcher.flushIfOlder(now - MAX_HOLD_MS);
 }
 
 /** Receives one batch: its audio as base64, and how many frames and bytes it holds. */
@@ -39,11 +37,18 @@ export class FrameBatcher {
   #buffer = Buffer.allocUnsafe(INITIAL_BYTES);
   #bytes = 0;
   #frames = 0;
+  /** performance.now() of the oldest held frame. */
+  #since = 0;
+  #closed = false;
 
   /** `every` ≤ 1 hands each frame on at once. */
   constructor(every: number, sink: BatchSink) {
     this.#every = Math.max(1, Math.floor(every));
     this.#sink = sink;
+    if (this.#every > 1) {
+      open.add(this);
+      sweeper ??= setInterval(sweep, SWEEP_MS).unref();
+    }
   }
 
   /** Frames held now. */
@@ -51,7 +56,7 @@ export class FrameBatcher {
     return this.#frames;
   }
 
-  /** Adds one frame (copied: the caller may reuse its buffer at once). */
+  /** Adds one frame (copied: the caller may reuse its buffer at once). After `close`, hands it on alone. */
   push(frame: Uint8Array): void {
     if (frame.length === 0) return;
     if (this.#bytes + frame.length > this.#buffer.length) {
@@ -61,21 +66,14 @@ export class FrameBatcher {
     }
     this.#buffer.set(frame, this.#bytes);
     this.#bytes += frame.length;
+    if (this.#frames === 0) this.#since = performance.now();
     this.#frames += 1;
-    if (this.#frames >= this.#every) {
-      this.flush();
-      return;
-    }
-    if (this.#frames === 1) {
-      holding.set(this, performance.now());
-      sweeper ??= setInterval(sweep, SWEEP_MS).unref();
-    }
+    if (this.#frames >= this.#every || this.#closed) this.flush();
   }
 
   /** Hands on what is held now, if anything. */
   flush(): void {
     if (this.#frames === 0) return;
-    holding.delete(this);
     const b64 = this.#buffer.toString('base64', 0, this.#bytes);
     const frames = this.#frames;
     const bytes = this.#bytes;
@@ -84,17 +82,39 @@ export class FrameBatcher {
     this.#sink(b64, frames, bytes);
   }
 
+  /** The sweeper's check: flushes when the oldest held frame came before `cutoff`. */
+  flushIfOlder(cutoff: number): void {
+    if (this.#frames > 0 && this.#since <= cutoff) this.flush();
+  }
+
   /** Forgets what is held without handing it on; returns how many frames that was. */
   discard(): number {
     const frames = this.#frames;
-    holding.delete(this);
     this.#frames = 0;
     this.#bytes = 0;
     return frames;
+  }
+
+  /** Hands on what is held and leaves the sweeper (frames pushed later go out one by one). */
+  close(): void {
+    this.flush();
+    this.#closed = true;
+    open.delete(this);
+    if (open.size === 0 && sweeper !== null) {
+      clearInterval(sweeper);
+      sweeper = null;
+    }
   }
 }
 
 /** Batchers holding frames right now (tests: nothing may stay held after a call). */
 export function heldBatches(): number {
-  return holding.size;
+  let held = 0;
+  for (const batcher of open) if (batcher.frames > 0) held += 1;
+  return held;
+}
+
+/** Batchers not yet closed (tests: every session must close its batcher). */
+export function openBatchers(): number {
+  return open.size;
 }

@@ -246,6 +246,7 @@ function openSession(setup: {
     state = 'failed';
     stopTimers();
     dropPending();
+    batcher.close();
     socket?.terminate();
     socket = null;
     report(null);
@@ -491,7 +492,7 @@ function openSession(setup: {
       if (closing !== null) return closing;
       const wasFailed = state === 'failed';
       // What the batcher holds goes out (or into the reconnect buffer) before the close frame.
-      batcher.flush();
+      batcher.close();
       state = 'closed';
       stopTimers();
       dropPending();
