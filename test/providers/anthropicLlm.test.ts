@@ -348,6 +348,22 @@ describe('createAnthropicLlm', () => {
       expect(err.message).toBe('anthropic reported an error mid-stream: upstream went away (key [api key])');
     });
 
+    it('an event whose data is not JSON: ERR_LLM_BAD_RESPONSE with the partial text, not retryable', async () => {
+      server.script({
+        type: 'garbage',
+        body:
+          'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"So"}}\n\n' +
+          'event: content_block_delta\ndata: {"type":"content_block_delta",\n\n',
+      });
+
+      const err = await llmErrorOf(llm.complete(request()));
+
+      expect(err.code).toBe('ERR_LLM_BAD_RESPONSE');
+      expect(err.message).toBe('anthropic sent a malformed stream: an event is not JSON');
+      expect(err.retryable).toBe(false);
+      expect(err.partial.text).toBe('So');
+    });
+
     it('a stream that ends without message_stop: ERR_LLM_BAD_RESPONSE with the partial text', async () => {
       server.script({
         type: 'garbage',

@@ -335,6 +335,7 @@ describe('createOpenAiLlm', () => {
       const err = await llmErrorOf(llm.complete(request()));
 
       expect(err.code).toBe('ERR_LLM_BAD_RESPONSE');
+      expect(err.message).toBe('openai sent a malformed stream: an event is not JSON');
       expect(err.retryable).toBe(false);
     });
 

@@ -99,20 +99,7 @@ export function createAnthropicLlm(options: AnthropicLlmOptions): LlmClient {
             );
           }
           if (sse.data === '') return undefined;
-          let event: StreamEvent;
-          try {
-            event = JSON.parse(sse.data) as StreamEvent;
-          } catch (err) {
-            throw new LlmError(
-              'ERR_LLM_BAD_RESPONSE',
-              'anthropic sent a malformed stream: an event is not JSON',
-              {
-                provider: 'anthropic',
-                partial: stream.partial(),
-                cause: err,
-              },
-            );
-          }
+          const event = stream.json<StreamEvent>(sse.data);
           switch (event.type) {
             case 'content_block_delta': {
               const delta = event.delta;

@@ -64,20 +64,7 @@ export function createOpenAiLlm(options: OpenAiLlmOptions): LlmClient {
         endMarker: 'a finish_reason',
         onEvent: (event, stream) => {
           if (event.data === '[DONE]') return 'stop';
-          let chunk: ChatChunk;
-          try {
-            chunk = JSON.parse(event.data) as ChatChunk;
-          } catch (err) {
-            throw new LlmError(
-              'ERR_LLM_BAD_RESPONSE',
-              'openai sent a malformed stream: an event is not JSON',
-              {
-                provider: 'openai',
-                partial: stream.partial(),
-                cause: err,
-              },
-            );
-          }
+          const chunk = stream.json<ChatChunk>(event.data);
           if (event.event === 'error' || (chunk.error !== undefined && chunk.error !== null)) {
             // An error object inside a 200 stream: the provider gave up mid-answer.
             throw new LlmError(

@@ -23,6 +23,8 @@ export interface CompletionStream {
   finish(): void;
   /** What has streamed so far, for an error. */
   partial(): LlmPartial;
+  /** An event's data as JSON; anything else is ERR_LLM_BAD_RESPONSE with what has streamed so far. */
+  json<T>(data: string): T;
 }
 
 export interface StreamedCompletion {
@@ -64,6 +66,21 @@ export async function streamCompletion(c: StreamedCompletion): Promise<LlmResult
       finished = true;
     },
     partial: () => ({ text, usage: stream.usage, firstTokenMs, durationMs: performance.now() - startedAt }),
+    json<T>(data: string): T {
+      try {
+        return JSON.parse(data) as T;
+      } catch (err) {
+        throw new LlmError(
+          'ERR_LLM_BAD_RESPONSE',
+          `${provider} sent a malformed stream: an event is not JSON`,
+          {
+            provider,
+            partial: stream.partial(),
+            cause: err,
+          },
+        );
+      }
+    },
   };
 
   let response: HttpResponse | null = null;
