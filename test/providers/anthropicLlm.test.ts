@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { startRawServer } from '../support/rawServer.ts';
+import { startTricklingServer } from '../support/rawServer.ts';
 import { waitFor } from '../support/waitFor.ts';
 import { ANTHROPIC_VERSION, createAnthropicLlm } from '../../src/providers/llm/anthropicLlm.ts';
 import { LlmError } from '../../src/providers/llm/llmErrors.ts';
@@ -140,15 +140,7 @@ describe('createAnthropicLlm', () => {
       event('content_block_stop', { index: 1 }) +
       event('message_delta', { delta: { stop_reason: 'end_turn' }, usage: { output_tokens: 4 } }) +
       event('message_stop', {});
-    const bytes = Buffer.from(body, 'utf8');
-    const raw = await startRawServer(async (res) => {
-      res.writeHead(200, { 'content-type': 'text/event-stream' });
-      for (const byte of bytes) {
-        res.write(Buffer.of(byte));
-        await new Promise((r) => setImmediate(r));
-      }
-      res.end();
-    });
+    const raw = await startTricklingServer(body);
     const tokens: string[] = [];
 
     const result = await createAnthropicLlm({ apiKey: 'k', baseURL: raw.baseURL }).complete(

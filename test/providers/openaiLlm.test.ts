@@ -1,6 +1,5 @@
-import type { ServerResponse } from 'node:http';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { startRawServer as startRaw } from '../support/rawServer.ts';
+import { startTricklingServer } from '../support/rawServer.ts';
 import { waitFor } from '../support/waitFor.ts';
 import { createOpenAiLlm } from '../../src/providers/llm/openaiLlm.ts';
 import { LlmError } from '../../src/providers/llm/llmErrors.ts';
@@ -138,15 +137,8 @@ describe('createOpenAiLlm', () => {
       `data: ${JSON.stringify({ choices: [], usage: { prompt_tokens: 9, completion_tokens: 4 } })}`,
       'data: [DONE]',
     ];
-    const bytes = Buffer.from(events.map((e) => `${e}\r\n\r\n`).join(''), 'utf8');
-    const raw = await startRawServer(async (res) => {
-      res.writeHead(200, { 'content-type': 'text/event-stream' });
-      for (const byte of bytes) {
-        res.write(Buffer.of(byte));
-        await new Promise((r) => setImmediate(r));
-      }
-      res.end();
-    });
+    // An OpenAI-style base URL ends in /v1.
+    const raw = await startTricklingServer(events.map((e) => `${e}\r\n\r\n`).join(''), '/v1');
     const tokens: string[] = [];
 
     const result = await createOpenAiLlm({ apiKey: 'k', baseURL: raw.baseURL }).complete(
@@ -418,8 +410,3 @@ describe('preconnect', () => {
     expect(server.requests).toHaveLength(0);
   });
 });
-
-/** The raw server with an OpenAI-style base URL (ending in `/v1`). */
-function startRawServer(answer: (res: ServerResponse) => Promise<void>) {
-  return startRaw(answer, '/v1');
-}
