@@ -384,6 +384,10 @@ describe('batching frames into appends', () => {
     expect(conn.appends.map(unb64)).toEqual([loud()]);
     expect(heldBatches()).toBe(0);
     expect(openBatchers()).toBe(0);
+    // A frame after the close is dropped at once, not held.
+    s.sendMulaw(loud());
+    expect(s.stats()).toMatchObject({ framesSent: 1, framesDropped: 1 });
+    expect(heldBatches()).toBe(0);
   });
 
   it('drops a held frame when the session fails for good', async () => {

@@ -464,11 +464,8 @@ function openSession(setup: {
   connect();
 
   return {
+    // Once the session has ended, its batcher hands each frame on alone and `route` drops it.
     sendMulaw(frame) {
-      if (state === 'closed' || state === 'failed') {
-        framesDropped += 1;
-        return;
-      }
       if (typeof frame !== 'string') {
         batcher.push(frame);
         return;
