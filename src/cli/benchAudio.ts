@@ -7,6 +7,7 @@
  *   npm run bench -- audio                      # ≈ 3–4 minutes: 150, 300, 450 … calls per arm
  *   npm run bench -- audio --quick              # under a minute: 20 and 100 calls, 5 s windows
  *   npm run -s bench -- audio --arms relay --calls 200,400,600 --json
+ *   npm run bench -- audio --calls 150,300,450 --rounds 3   # medians of three alternating rounds
  */
 import os from 'node:os';
 import type { ArmName } from '../bench/audio/audioReport.ts';
@@ -21,6 +22,8 @@ const USAGE = `usage: npm run bench -- audio [options]
   --calls 150,300,450    concurrent calls per level (default 150,300,450,600,750, then +150 per
                          level; each arm stops after its first level not sustained)
   --keep-going           go on after a level that is not sustained
+  --rounds 1             run the arms this many times, alternating; above 1 every round runs every
+                         level listed (no climbing) and the comparison uses each arm's median
   --late-tolerance 0.01  share of frames that may be late in a sustained level (0 = none)
   --duration 20          measurement window per level, seconds
   --warmup 4             seconds of conversation before each window
@@ -76,6 +79,7 @@ export function audioSettingsFrom(argv: string[]): { settings: AudioBenchSetting
     arms: { type: 'string' },
     calls: { type: 'string' },
     'keep-going': { type: 'boolean', default: false },
+    rounds: { type: 'string' },
     'late-tolerance': { type: 'string' },
     duration: { type: 'string' },
     warmup: { type: 'string' },
@@ -104,12 +108,14 @@ export function audioSettingsFrom(argv: string[]): { settings: AudioBenchSetting
       ?.split(',')
       .map((s) => numberFlag(s.trim(), 0, 'calls'))
       .filter((n) => n > 0) ?? null;
+  const rounds = Math.max(1, Math.round(numberFlag(values.rounds, d.rounds, 'rounds')));
   const settings: AudioBenchSettings = {
     ...d,
     arms: armsFlag(values.arms),
     levels: listed ?? (quick ? [20, 100] : d.levels),
-    climb: listed === null && !quick,
-    keepGoing: values['keep-going'],
+    climb: listed === null && !quick && rounds === 1,
+    keepGoing: values['keep-going'] || rounds > 1,
+    rounds,
     lateFrameTolerance: numberFlag(values['late-tolerance'], d.lateFrameTolerance, 'late-tolerance'),
     durationS: numberFlag(values.duration, quick ? 5 : d.durationS, 'duration'),
     warmupS: numberFlag(values.warmup, quick ? 2 : d.warmupS, 'warmup'),

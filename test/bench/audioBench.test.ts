@@ -1,7 +1,9 @@
 import { describe, expect, test } from 'vitest';
 import { formatAudioReport } from '../../src/bench/audio/audioReport.ts';
 import { parseStreamTwiml } from '../../src/bench/audio/mediaCallers.ts';
-import { DEFAULT_AUDIO_SETTINGS, runAudioBench } from '../../src/bench/audio/runAudioBench.ts';
+import type { AudioArmResult, AudioLevelResult } from '../../src/bench/audio/audioReport.ts';
+import { compare, DEFAULT_AUDIO_SETTINGS, runAudioBench } from '../../src/bench/audio/runAudioBench.ts';
+import { audioSettingsFrom } from '../../src/cli/benchAudio.ts';
 
 describe('parseStreamTwiml', () => {
   test('reads the Stream URL and its parameters, XML entities decoded', () => {
@@ -20,6 +22,74 @@ describe('parseStreamTwiml', () => {
     expect(
       parseStreamTwiml('<Response><Connect><ConversationRelay url="wss://h/r"/></Connect></Response>'),
     ).toBeNull();
+  });
+});
+
+describe('rounds', () => {
+  /** An arm's run with the given CPU per call per level (the only figures the comparison reads). */
+  const run = (
+    arm: 'relay' | 'engine',
+    round: number,
+    perCall: Record<number, number>,
+    sustainedCalls: number | null,
+  ): AudioArmResult => ({
+    arm,
+    round,
+    ran: true,
+    note: null,
+    levels: Object.entries(perCall).map(
+      ([calls, cpuPerCallPct]) => ({ calls: Number(calls), cpuPerCallPct }) as unknown as AudioLevelResult,
+    ),
+    sustainedCalls,
+  });
+
+  test("the comparison takes each arm's median per level and keeps every round's own ratio", () => {
+    const c = compare([
+      run('relay', 1, { 150: 0.2, 300: 0.2 }, 300),
+      run('engine', 1, { 150: 0.3, 300: 0.22 }, 300),
+      run('relay', 2, { 150: 0.1, 300: 0.25 }, 300),
+      run('engine', 2, { 150: 0.2, 300: 0.2 }, 150),
+      run('relay', 3, { 150: 0.15, 300: 0.2 }, 300),
+      run('engine', 3, { 150: 0.25, 300: 0.24 }, 300),
+    ])!;
+    expect(c.cpuPerCallRatio.map((l) => l.calls)).toEqual([150, 300]);
+    const [low, high] = c.cpuPerCallRatio;
+    expect(low!.relayCpuPerCallPct).toBeCloseTo(0.15);
+    expect(low!.engineCpuPerCallPct).toBeCloseTo(0.25);
+    expect(low!.ratio).toBeCloseTo(0.25 / 0.15);
+    expect(low!.rounds).toBe(3);
+    expect(low!.roundRatios.map((r) => Number(r.toFixed(3)))).toEqual([1.5, 2, 1.667]);
+    expect(high!.ratio).toBeCloseTo(0.22 / 0.2);
+    // Sustained in every round: the engine's second round managed only 150.
+    expect(c.sustained).toEqual({ engine: 150, relay: 300 });
+  });
+
+  test('one round compares the two runs as they are', () => {
+    const c = compare([run('relay', 1, { 150: 0.2 }, 150), run('engine', 1, { 150: 0.3 }, null)])!;
+    expect(c.cpuPerCallRatio).toEqual([
+      {
+        calls: 150,
+        ratio: expect.closeTo(1.5, 6) as number,
+        rounds: 1,
+        engineCpuPerCallPct: 0.3,
+        relayCpuPerCallPct: 0.2,
+        roundRatios: [expect.closeTo(1.5, 6) as number],
+      },
+    ]);
+    expect(c.sustained).toEqual({ engine: null, relay: 150 });
+    expect(compare([run('relay', 1, { 150: 0.2 }, 150)])).toBeNull();
+  });
+
+  test('--rounds above 1 runs every listed level in every round, without climbing', () => {
+    const one = audioSettingsFrom(['--calls', '150,300'])!.settings;
+    expect(one).toMatchObject({ rounds: 1, climb: false, keepGoing: false });
+    expect(audioSettingsFrom([])!.settings).toMatchObject({ rounds: 1, climb: true });
+    expect(audioSettingsFrom(['--rounds', '3'])!.settings).toMatchObject({
+      rounds: 3,
+      climb: false,
+      keepGoing: true,
+    });
+    expect(() => audioSettingsFrom(['--rounds', 'many'])).toThrow(/--rounds/);
   });
 });
 

@@ -43,6 +43,8 @@ export interface AudioLevelResult {
 
 export interface AudioArmResult {
   readonly arm: ArmName;
+  /** Which round of the bench (1-based; `--rounds`). */
+  readonly round: number;
   /** False when the arm could not run (e.g. the engine has no Media Streams endpoint); see note. */
   readonly ran: boolean;
   readonly note: string | null;
@@ -52,8 +54,19 @@ export interface AudioArmResult {
 }
 
 export interface AudioComparison {
-  /** Per level run by both arms: engine CPU per call ÷ relay CPU per call. */
-  readonly cpuPerCallRatio: readonly { readonly calls: number; readonly ratio: number | null }[];
+  /**
+   * Per level run by both arms: the engine's median CPU per call ÷ the relay's, over the rounds
+   * (one round: the two figures), with each round's own ratio.
+   */
+  readonly cpuPerCallRatio: readonly {
+    readonly calls: number;
+    readonly ratio: number | null;
+    readonly rounds: number;
+    readonly engineCpuPerCallPct: number;
+    readonly relayCpuPerCallPct: number;
+    readonly roundRatios: readonly number[];
+  }[];
+  /** The largest level each arm sustained in every round. */
   readonly sustained: { readonly engine: number | null; readonly relay: number | null };
 }
 
@@ -82,8 +95,8 @@ const ARM_TITLES: Record<ArmName, string> = {
   engine: 'Engine (Media Streams)',
 };
 
-function armText(arm: AudioArmResult): string {
-  const out = [`## ${ARM_TITLES[arm.arm]}`, ''];
+function armText(arm: AudioArmResult, rounds: number): string {
+  const out = [`## ${ARM_TITLES[arm.arm]}${rounds > 1 ? `, round ${arm.round} of ${rounds}` : ''}`, ''];
   if (!arm.ran) return [...out, `not run: ${arm.note ?? 'unknown reason'}`].join('\n');
   if (arm.note !== null) out.push(arm.note, '');
   out.push(
@@ -174,16 +187,21 @@ export function formatAudioReport(r: AudioBenchResult): string {
     `config: ${JSON.stringify(r.config)}`,
     '',
   ];
-  for (const arm of r.arms) out.push(armText(arm), '');
+  const rounds = Math.max(1, ...r.arms.map((a) => a.round));
+  for (const arm of r.arms) out.push(armText(arm, rounds), '');
   const c = r.comparison;
   if (c !== null) {
-    out.push('## Engine vs bare relay', '');
-    for (const { calls, ratio } of c.cpuPerCallRatio)
+    out.push(`## Engine vs bare relay${rounds > 1 ? ` (medians of ${rounds} rounds)` : ''}`, '');
+    for (const l of c.cpuPerCallRatio) {
+      const spread =
+        l.roundRatios.length > 1 ? `; rounds ${l.roundRatios.map((x) => `${x.toFixed(2)}×`).join(', ')}` : '';
       out.push(
-        `- ${calls} calls: engine CPU per call = ${ratio === null ? '-' : `${ratio.toFixed(2)}×`} the relay's (target ≤ 1.10×)`,
+        `- ${l.calls} calls: engine CPU per call ${num(l.engineCpuPerCallPct, 3)} against the relay's ${num(l.relayCpuPerCallPct, 3)} % of a core = ` +
+          `${l.ratio === null ? '-' : `${l.ratio.toFixed(2)}×`} (target ≤ 1.10×${spread})`,
       );
+    }
     out.push(
-      `- calls sustained: engine ${c.sustained.engine ?? 'none'}, relay ${c.sustained.relay ?? 'none'}`,
+      `- calls sustained${rounds > 1 ? ' in every round' : ''}: engine ${c.sustained.engine ?? 'none'}, relay ${c.sustained.relay ?? 'none'}`,
       '',
     );
   }

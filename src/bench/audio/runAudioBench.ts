@@ -59,6 +59,12 @@ export interface AudioBenchSettings {
   /** Go on after a level that is not sustained. */
   readonly keepGoing: boolean;
   /**
+   * Runs of the arms, alternating (relay, engine, relay, engine, …). Above 1 every round runs every
+   * listed level (no climbing, no stopping early) and the comparison takes each arm's median per
+   * level: single windows of this bench vary by 10–15 % from run to run on a shared machine.
+   */
+  readonly rounds: number;
+  /**
    * Share of frames that may be late in a sustained level. 0 is strict. The default, 0.01, lets a
    * level through a few scheduling hiccups caused by other processes on a shared machine (one 35 ms
    * stall at 100 calls makes 0.15 % of a 20 s window's frames late), while a generator that cannot
@@ -116,6 +122,7 @@ export const DEFAULT_AUDIO_SETTINGS: AudioBenchSettings = {
   climbStep: 150,
   maxCalls: 1500,
   keepGoing: false,
+  rounds: 1,
   lateFrameTolerance: 0.01,
   durationS: 20,
   warmupS: 4,
@@ -486,12 +493,13 @@ async function runLevel(
 
 async function runArm(
   name: ArmName,
+  round: number,
   s: AudioBenchSettings,
   cpus: CpuPlan,
   audio: CallerAudio,
   progress: (message: string) => void,
 ): Promise<AudioArmResult> {
-  progress(`${name}: starting`);
+  progress(`${name}: starting${s.rounds > 1 ? ` (round ${round} of ${s.rounds})` : ''}`);
   let arm: ArmProcesses;
   try {
     arm = name === 'relay' ? await startRelayArm(s, cpus) : await startEngineArm(s, cpus);
@@ -499,14 +507,14 @@ async function runArm(
     if (name === 'relay') throw err;
     const note = `the engine did not start: ${err instanceof Error ? err.message : String(err)}`;
     progress(`engine: not run: ${note}`);
-    return { arm: name, ran: false, note, levels: [], sustainedCalls: null };
+    return { arm: name, round, ran: false, note, levels: [], sustainedCalls: null };
   }
   try {
     if (name === 'engine') {
       const missing = await mediaStreamsMissing(arm.url, arm.number);
       if (missing !== null) {
         progress(`engine: not run: ${missing}`);
-        return { arm: name, ran: false, note: missing, levels: [], sustainedCalls: null };
+        return { arm: name, round, ran: false, note: missing, levels: [], sustainedCalls: null };
       }
     }
     const levels: AudioLevelResult[] = [];
@@ -532,6 +540,7 @@ async function runArm(
     const sustained = levels.filter((l) => l.sustained).map((l) => l.calls);
     return {
       arm: name,
+      round,
       ran: true,
       note,
       levels,
@@ -542,18 +551,52 @@ async function runArm(
   }
 }
 
-function compare(arms: readonly AudioArmResult[]): AudioComparison | null {
-  const engine = arms.find((a) => a.arm === 'engine' && a.ran);
-  const relay = arms.find((a) => a.arm === 'relay' && a.ran);
-  if (engine === undefined || relay === undefined) return null;
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/**
+ * Engine against relay per level both ran: each arm's median CPU per call over its rounds, their
+ * ratio, and the spread of the ratios of the rounds (round i's engine over round i's relay). The
+ * calls sustained are those sustained in every round.
+ */
+export function compare(arms: readonly AudioArmResult[]): AudioComparison | null {
+  const engines = arms.filter((a) => a.arm === 'engine' && a.ran);
+  const relays = arms.filter((a) => a.arm === 'relay' && a.ran);
+  if (engines.length === 0 || relays.length === 0) return null;
+  const levels = [...new Set(engines.flatMap((a) => a.levels.map((l) => l.calls)))].sort((a, b) => a - b);
+  const perCall = (runs: readonly AudioArmResult[], calls: number) =>
+    runs.flatMap((a) => a.levels.filter((l) => l.calls === calls).map((l) => l.cpuPerCallPct));
+  const everyRound = (runs: readonly AudioArmResult[]) =>
+    runs.some((a) => a.sustainedCalls === null) ? null : Math.min(...runs.map((a) => a.sustainedCalls!));
   return {
-    cpuPerCallRatio: engine.levels.flatMap((e) => {
-      const r = relay.levels.find((l) => l.calls === e.calls);
-      return r === undefined
-        ? []
-        : [{ calls: e.calls, ratio: r.cpuPerCallPct > 0 ? e.cpuPerCallPct / r.cpuPerCallPct : null }];
+    cpuPerCallRatio: levels.flatMap((calls) => {
+      const engine = perCall(engines, calls);
+      const relay = perCall(relays, calls);
+      if (relay.length === 0) return [];
+      const paired = engines.flatMap((e) => {
+        const r = relays.find((a) => a.round === e.round)?.levels.find((l) => l.calls === calls);
+        const l = e.levels.find((x) => x.calls === calls);
+        return r === undefined || l === undefined || r.cpuPerCallPct <= 0
+          ? []
+          : [l.cpuPerCallPct / r.cpuPerCallPct];
+      });
+      const relayMedian = median(relay);
+      const engineMedian = median(engine);
+      return [
+        {
+          calls,
+          ratio: relayMedian > 0 ? engineMedian / relayMedian : null,
+          rounds: Math.min(engine.length, relay.length),
+          engineCpuPerCallPct: engineMedian,
+          relayCpuPerCallPct: relayMedian,
+          roundRatios: paired,
+        },
+      ];
     }),
-    sustained: { engine: engine.sustainedCalls, relay: relay.sustainedCalls },
+    sustained: { engine: everyRound(engines), relay: everyRound(relays) },
   };
 }
 
@@ -575,12 +618,14 @@ export async function runAudioBench(
   if (s.pin) execFileSync('taskset', ['-a', '-cp', '1', String(process.pid)], { stdio: 'ignore' });
   const audio = callerAudio();
   const arms: AudioArmResult[] = [];
-  for (const name of s.arms) arms.push(await runArm(name, s, cpus, audio, progress));
+  for (let round = 1; round <= s.rounds; round++)
+    for (const name of s.arms) arms.push(await runArm(name, round, s, cpus, audio, progress));
   return {
     machine: describeMachine(background),
     config: {
       levels: s.levels,
       climb: s.climb,
+      rounds: s.rounds,
       durationS: s.durationS,
       warmupS: s.warmupS,
       replyMs: s.replyMs,
