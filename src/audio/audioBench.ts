@@ -24,6 +24,7 @@ import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { cpuShares, readCpuTimes } from '../bench/machineCpu.ts';
+import { median } from '../bench/stats.ts';
 import { Framer, frameToBase64 } from './framer.ts';
 import { decodeMulaw, encodeMulaw } from './mulaw.ts';
 import { Resampler } from './resampler.ts';
@@ -200,12 +201,6 @@ function buildCases(): Case[] {
       },
     },
   ];
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 async function main(): Promise<void> {

@@ -16,6 +16,13 @@ export function percentile(sorted: readonly number[], p: number): number | null 
   return sorted[rank - 1] ?? null;
 }
 
+/** The median of a non-empty list (the mean of the middle two for an even count). */
+export function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
 /** p50/p95/p99/max/mean over the finite values (null and NaN are "stage not run"). */
 export function summarize(values: Iterable<number | null>): Summary {
   const xs: number[] = [];

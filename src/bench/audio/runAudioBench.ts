@@ -21,6 +21,7 @@ import type { CpuTimes } from '../machineCpu.ts';
 import { cpuShares, describeMachine, readCpuTimes } from '../machineCpu.ts';
 import type { FakeChildAnswer, FakeChildConfig, FakeChildRequest } from '../protocol.ts';
 import { Child } from '../protocol.ts';
+import { median } from '../stats.ts';
 import {
   COMPANIES,
   TIER1_UTTERANCES,
@@ -549,12 +550,6 @@ async function runArm(
   } finally {
     await arm.stop();
   }
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 /**
