@@ -1,8 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startTricklingServer } from '../support/rawServer.ts';
+import { llmErrorOf } from '../support/llmErrorOf.ts';
 import { waitFor } from '../support/waitFor.ts';
 import { ANTHROPIC_VERSION, createAnthropicLlm } from '../../src/providers/llm/anthropicLlm.ts';
-import { LlmError } from '../../src/providers/llm/llmErrors.ts';
 import type { LlmClient, LlmRequest } from '../../src/providers/llm/llmClient.ts';
 import { startFakeAnthropicServer, type FakeAnthropicServer } from '../fakes/fakeAnthropicServer.ts';
 import { fakeTokens } from '../fakes/fakeOpenAiServer.ts';
@@ -31,17 +31,6 @@ function request(overrides: Partial<LlmRequest> = {}): LlmRequest {
     timeoutMs: 5000,
     ...overrides,
   };
-}
-
-async function llmErrorOf(promise: Promise<unknown>): Promise<LlmError> {
-  const err = await promise.then(
-    () => {
-      throw new Error('expected the request to fail');
-    },
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(LlmError);
-  return err as LlmError;
 }
 
 describe('createAnthropicLlm', () => {
@@ -354,44 +343,6 @@ describe('createAnthropicLlm', () => {
       expect(err.message).toBe('anthropic sent a malformed stream: an event is not JSON');
       expect(err.retryable).toBe(false);
       expect(err.partial.text).toBe('So');
-    });
-
-    it('a stream that ends without message_stop: ERR_LLM_BAD_RESPONSE with the partial text', async () => {
-      server.script({
-        type: 'garbage',
-        body: 'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Half"}}\n\n',
-      });
-
-      const err = await llmErrorOf(llm.complete(request()));
-
-      expect(err.code).toBe('ERR_LLM_BAD_RESPONSE');
-      expect(err.partial.text).toBe('Half');
-    });
-
-    it('a body that never breaks a line is cut off: ERR_LLM_BAD_RESPONSE', async () => {
-      server.script({
-        type: 'garbage',
-        body: `event: content_block_delta\ndata: ${'x'.repeat(2 * 1024 * 1024)}`,
-      });
-
-      const err = await llmErrorOf(llm.complete(request()));
-
-      expect(err.code).toBe('ERR_LLM_BAD_RESPONSE');
-    });
-
-    it('malformed SSE JSON: ERR_LLM_BAD_RESPONSE', async () => {
-      server.script({ type: 'garbage' });
-
-      const err = await llmErrorOf(llm.complete(request()));
-
-      expect(err.code).toBe('ERR_LLM_BAD_RESPONSE');
-      expect(err.retryable).toBe(false);
-    });
-
-    it('a body that is not SSE at all (empty stream): ERR_LLM_BAD_RESPONSE', async () => {
-      server.script({ type: 'garbage', body: '<html><body>502 Bad Gateway</body></html>' });
-
-      expect((await llmErrorOf(llm.complete(request()))).code).toBe('ERR_LLM_BAD_RESPONSE');
     });
 
     it('the server drops the connection mid-stream: ERR_LLM_CONNECTION with the partial text', async () => {

@@ -1,8 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startTricklingServer } from '../support/rawServer.ts';
+import { llmErrorOf } from '../support/llmErrorOf.ts';
 import { waitFor } from '../support/waitFor.ts';
 import { createOpenAiLlm } from '../../src/providers/llm/openaiLlm.ts';
-import { LlmError } from '../../src/providers/llm/llmErrors.ts';
 import type { LlmClient, LlmRequest } from '../../src/providers/llm/llmClient.ts';
 import { fakeTokens, startFakeOpenAiServer, type FakeOpenAiServer } from '../fakes/fakeOpenAiServer.ts';
 
@@ -29,17 +29,6 @@ function request(overrides: Partial<LlmRequest> = {}): LlmRequest {
     timeoutMs: 5000,
     ...overrides,
   };
-}
-
-async function llmErrorOf(promise: Promise<unknown>): Promise<LlmError> {
-  const err = await promise.then(
-    () => {
-      throw new Error('expected the request to fail');
-    },
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(LlmError);
-  return err as LlmError;
 }
 
 describe('createOpenAiLlm', () => {
@@ -299,42 +288,6 @@ describe('createOpenAiLlm', () => {
       expect(err.status).toBeNull();
       expect(err.message).toContain('The server had an error while processing your request.');
       expect(err.partial.text).toBe('Let me');
-    });
-
-    it('a stream that ends without a finish_reason: ERR_LLM_BAD_RESPONSE with the partial text', async () => {
-      server.script({
-        type: 'garbage',
-        body: 'data: {"choices":[{"index":0,"delta":{"content":"Half"}}]}\n\ndata: [DONE]\n\n',
-      });
-
-      const err = await llmErrorOf(llm.complete(request()));
-
-      expect(err.code).toBe('ERR_LLM_BAD_RESPONSE');
-      expect(err.partial.text).toBe('Half');
-    });
-
-    it('a body that never breaks a line is cut off: ERR_LLM_BAD_RESPONSE', async () => {
-      server.script({ type: 'garbage', body: `data: ${'x'.repeat(2 * 1024 * 1024)}` });
-
-      const err = await llmErrorOf(llm.complete(request()));
-
-      expect(err.code).toBe('ERR_LLM_BAD_RESPONSE');
-    });
-
-    it('malformed SSE JSON: ERR_LLM_BAD_RESPONSE', async () => {
-      server.script({ type: 'garbage' });
-
-      const err = await llmErrorOf(llm.complete(request()));
-
-      expect(err.code).toBe('ERR_LLM_BAD_RESPONSE');
-      expect(err.message).toBe('openai sent a malformed stream: an event is not JSON');
-      expect(err.retryable).toBe(false);
-    });
-
-    it('a body that is not SSE at all (empty stream): ERR_LLM_BAD_RESPONSE', async () => {
-      server.script({ type: 'garbage', body: '<html><body>502 Bad Gateway</body></html>' });
-
-      expect((await llmErrorOf(llm.complete(request()))).code).toBe('ERR_LLM_BAD_RESPONSE');
     });
 
     it('the server drops the connection mid-stream: ERR_LLM_CONNECTION with the partial text', async () => {
