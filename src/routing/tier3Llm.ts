@@ -186,6 +186,27 @@ export function createTier3(deps: Tier3Deps) {
       await Promise.all(reservations.map((r) => deps.budgets.settle(r, micros)));
     };
 
+    if (purpose === 'warmup') {
+      // The warmup's request leaves on the next turn of the event loop. A Tier 2 that answers at
+      // once (the local embedder, no store round trip) cancels it before a byte is sent, instead of
+      // a request opened and aborted within the same millisecond: a prompt the provider may bill,
+      // and a pooled connection closed. A Tier 2 that waits on anything loses nothing but that turn.
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      if (req.signal.aborted) {
+        deps.ledger.record(
+          event('cancelled', {
+            inputTokens: 0,
+            outputTokens: 0,
+            durationMs: 0,
+            costUsd: 0,
+            estimated: false,
+          }),
+        );
+        void settle(0);
+        throw new AppError('ERR_LLM_ABORTED', 'the warmup was cancelled before its request was sent');
+      }
+    }
+
     let result: LlmResult;
     const onText = req.onText;
     let streamed = '';

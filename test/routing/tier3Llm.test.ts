@@ -206,6 +206,29 @@ describe('Tier 3', () => {
     expect(cancelled.costUsd).toBeGreaterThan(0);
   });
 
+  test('a warmup cancelled before the next turn of the event loop sends no request and costs nothing', async () => {
+    const { c, requests } = client();
+    const { tier3, co, ledger, budgets } = setup(c);
+    const ac = new AbortController();
+    const pending = tier3({
+      company: co,
+      templates: [template],
+      input: input('warmup'),
+      callSid: null,
+      signal: ac.signal,
+    });
+    // As a Tier 2 that answers at once: in the same turn, after the budget reservations' microtasks.
+    await Promise.resolve();
+    ac.abort();
+    await expect(pending).rejects.toMatchObject({ code: 'ERR_LLM_ABORTED' });
+    expect(requests).toHaveLength(0);
+    expect(ledger.recent().map((e) => e.action)).toEqual(['triggered', 'cancelled']);
+    expect(ledger.recent()[1]).toMatchObject({ costUsd: 0, estimated: false, inputTokens: 0 });
+    // The reservation is released: the whole monthly budget can still be reserved.
+    const limit = toMicros(co.gatekeeper.monthlyBudgetUsd);
+    expect(await budgets.reserve(monthlyKey(co.id, new Date()), limit, limit)).not.toBeNull();
+  });
+
   test('a spent budget refuses before any request', async () => {
     const { c, requests } = client();
     const { tier3, co } = setup(c, (x) => ({ ...x, gatekeeper: { ...x.gatekeeper, monthlyBudgetUsd: 0 } }));
