@@ -128,6 +128,14 @@ export interface MediaSocketOptions {
 
 /** An STT speech start this soon after the local VAD's (or while it still hears speech) is the same utterance. */
 const SPEECH_DEDUPE_MS = 1000;
+/**
+ * Audio after the local VAD last heard the caller before the STT adapter is told they are quiet
+ * (`setQuiet`), and may send their audio in larger pieces. It must outlast the STT's own end of
+ * utterance (the realtime server's VAD waits `silence_duration_ms`, 500 ms by default, after the
+ * last voice), so the frames that end an utterance are never held; the VAD's stop already comes
+ * 400 ms (its hangover) after the last voice.
+ */
+const QUIET_AFTER_MS = 1500;
 /** A stop this long after the caller's last speech onset is not a barge-in reaction. */
 const BARGE_IN_WINDOW_MS = 2000;
 const CLOSE_INTERNAL_ERROR = 1011;
@@ -170,14 +178,23 @@ export function handleMediaSocket(
   let decodeBuffer = Buffer.allocUnsafeSlow(INITIAL_DECODE_BYTES);
   let decodeView = decodeBuffer.subarray(0, 160);
 
+  /** Audio time (vad.elapsedMs) of the end of the caller's last voice; 0 = the stream's start. */
+  let lastVoiceAtMs = 0;
+  /** What the STT adapter was last told (`setQuiet`). */
+  let quiet = false;
   const vad = new Vad((event, atMs) => {
     const now = performance.now();
     if (event === 'speechStarted') {
       // The onset lies (elapsed − atMs) of audio before the frame that confirmed it.
       onsetAt = now - (vad.elapsedMs - atMs);
       sendEvent({ type: 'caller.speechStarted' });
+      if (quiet) {
+        quiet = false;
+        stt?.setQuiet?.(false);
+      }
     } else {
       localStoppedAt = now;
+      lastVoiceAtMs = atMs;
     }
   }, options.vad);
 
@@ -498,6 +515,10 @@ export function handleMediaSocket(
     // adapter can batch them without decoding again.
     stt?.sendMulaw(decodeView);
     vad.push(decodeView);
+    if (!quiet && !vad.speaking && vad.elapsedMs - lastVoiceAtMs >= QUIET_AFTER_MS) {
+      quiet = true;
+      stt?.setQuiet?.(true);
+    }
   };
 
   const onFrame = (text: string) => {

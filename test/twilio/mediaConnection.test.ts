@@ -131,6 +131,8 @@ interface FakeSttSession {
   readonly callbacks: SttCallbacks;
   frames: number;
   closed: boolean;
+  /** Each `setQuiet` hint, with the frames sent before it. */
+  readonly quiet: { afterFrames: number; quiet: boolean }[];
 }
 
 interface FakeStt extends SttProvider {
@@ -144,11 +146,14 @@ function fakeStt(): FakeStt {
     model: 'fake-transcribe',
     sessions,
     openSttSession(callbacks): SttSession {
-      const record: FakeSttSession = { callbacks, frames: 0, closed: false };
+      const record: FakeSttSession = { callbacks, frames: 0, closed: false, quiet: [] };
       sessions.push(record);
       return {
         sendMulaw: () => {
           record.frames += 1;
+        },
+        setQuiet: (quiet) => {
+          record.quiet.push({ afterFrames: record.frames, quiet });
         },
         close: () => {
           record.closed = true;
@@ -485,6 +490,36 @@ describe('handleMediaSocket: a call', () => {
     twilio.stop();
     expect((await twilio.closed).code).toBe(1000);
     expect(session.stopReason).toBe('stream-stopped');
+  });
+
+  it('tells the STT the caller is quiet after 1.5 s of audio without voice, and not quiet the moment they speak', async () => {
+    const server = await startServer();
+    const { twilio, session } = await startCall(server);
+    const stt = server.stt.sessions[0]!;
+    const send = async (frame: Uint8Array, n: number) => {
+      const before = stt.frames;
+      for (let i = 0; i < n; i++) twilio.media(frame);
+      await waitFor(() => stt.frames === before + n);
+    };
+    // From the stream's start: quiet once 75 frames (1.5 s of audio) carried no voice, not before.
+    await send(SILENCE, 74);
+    expect(stt.quiet).toEqual([]);
+    await send(SILENCE, 1);
+    expect(stt.quiet).toEqual([{ afterFrames: 75, quiet: true }]);
+    // Speech: not quiet as soon as the local VAD hears it (three loud frames), once.
+    await send(LOUD, 10);
+    expect(stt.quiet).toEqual([
+      { afterFrames: 75, quiet: true },
+      { afterFrames: 78, quiet: false },
+    ]);
+    expect(session.events.filter((e) => e.type === 'caller.speechStarted')).toHaveLength(1);
+    // After the speech: 1.5 s of audio past the last loud frame (frame 85), and only then.
+    await send(SILENCE, 74);
+    expect(stt.quiet).toHaveLength(2);
+    await send(SILENCE, 1);
+    expect(stt.quiet.at(-1)).toEqual({ afterFrames: 160, quiet: true });
+    twilio.stop();
+    await twilio.closed;
   });
 
   it('barge-in: the local VAD raises caller.speechStarted within 100 ms of speech; stopping the reply clears Twilio and aborts TTS; heard = what played', async () => {

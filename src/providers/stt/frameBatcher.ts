@@ -6,15 +6,19 @@
  * 20 ms of added delay on every other frame (10 ms on average); the μ-law bytes themselves are
  * forwarded untouched, in order.
  *
- * A process-wide sweeper hands on any batch held longer than `MAX_HOLD_MS` (the caller's audio
- * stalled or ended), so audio never waits long for a partner frame. One interval timer serves every
+ * A process-wide sweeper hands on any batch held longer than its batcher's hold limit (default
+ * `MAX_HOLD_MS`; the caller's audio stalled or ended), so audio never waits long for a partner frame.
+ * `setEvery` changes the batch size and hold limit at any time: larger batches while the caller is
+ * quiet (nothing waits on that audio), small ones again the moment they speak (what is held goes
+ * out at once). One interval timer serves every
  * call while any batcher is open; each batcher stays in its set from creation to `close`, with the
  * time of its oldest held frame in a field, so the hot path adds and removes nothing (adding and
  * deleting a Map entry per batch made V8 rebuild the table over and over: garbage, and GC pauses).
  */
 import { performance } from 'node:perf_hooks';
 
-const MAX_HOLD_MS = 30;
+/** The default hold limit. */
+export const MAX_HOLD_MS = 30;
 const SWEEP_MS = 10;
 /** Room for 4 Twilio frames; grown when a caller pushes more at once. */
 const INITIAL_BYTES = 640;
@@ -25,14 +29,15 @@ let sweeper: NodeJS.Timeout | null = null;
 
 function sweep(): void {
   const now = performance.now();
-  for (const batcher of open) batcher.flushIfOlder(now - MAX_HOLD_MS);
+  for (const batcher of open) batcher.flushIfDue(now);
 }
 
 /** Receives one batch: its audio as base64, and how many frames and bytes it holds. */
 export type BatchSink = (b64: string, frames: number, bytes: number) => void;
 
 export class FrameBatcher {
-  readonly #every: number;
+  #every: number;
+  #maxHoldMs = MAX_HOLD_MS;
   readonly #sink: BatchSink;
   #buffer = Buffer.allocUnsafe(INITIAL_BYTES);
   #bytes = 0;
@@ -41,7 +46,10 @@ export class FrameBatcher {
   #since = 0;
   #closed = false;
 
-  /** `every` ≤ 1 hands each frame on at once. */
+  /**
+   * `every` ≤ 1 hands each frame on at once. A batcher made that way stays so: it never joins the
+   * sweeper, and `setEvery` cannot make it batch.
+   */
   constructor(every: number, sink: BatchSink) {
     this.#every = Math.max(1, Math.floor(every));
     this.#sink = sink;
@@ -49,6 +57,17 @@ export class FrameBatcher {
       open.add(this);
       sweeper ??= setInterval(sweep, SWEEP_MS).unref();
     }
+  }
+
+  /**
+   * From now on, batches of `every` frames, each handed on at most `maxHoldMs` after its oldest
+   * frame (checked every 10 ms). What is held already goes out at once when it reaches the new size.
+   */
+  setEvery(every: number, maxHoldMs: number = MAX_HOLD_MS): void {
+    if (!open.has(this)) return;
+    this.#every = Math.max(1, Math.floor(every));
+    this.#maxHoldMs = maxHoldMs;
+    if (this.#frames >= this.#every) this.flush();
   }
 
   /** Frames held now. */
@@ -82,9 +101,9 @@ export class FrameBatcher {
     this.#sink(b64, frames, bytes);
   }
 
-  /** The sweeper's check: flushes when the oldest held frame came before `cutoff`. */
-  flushIfOlder(cutoff: number): void {
-    if (this.#frames > 0 && this.#since <= cutoff) this.flush();
+  /** The sweeper's check: flushes when the oldest held frame has waited its hold limit by `now`. */
+  flushIfDue(now: number): void {
+    if (this.#frames > 0 && now - this.#since >= this.#maxHoldMs) this.flush();
   }
 
   /** Forgets what is held without handing it on; returns how many frames that was. */

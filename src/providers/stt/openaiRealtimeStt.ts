@@ -1,7 +1,7 @@
 /**
  * SttProvider over OpenAI Realtime in a transcription-only session (GA protocol), on a plain `ws`
  * socket. Twilio's μ-law bytes are forwarded untouched (`audio/pcmu`), two 20 ms frames per append
- * (FrameBatcher), the server's VAD finds the utterances, and a dropped socket is reopened with
+ * (FrameBatcher; five while the transport says the caller is quiet), the server's VAD finds the utterances, and a dropped socket is reopened with
  * backoff while the call goes on.
  *
  * Why not the SDK's `OpenAIRealtimeWS` (openai/realtime/ws): it always forces a `wss:` URL (a plain
@@ -65,11 +65,20 @@ export interface OpenAiRealtimeSttOptions {
    * frame as it comes (a base64 string frame then goes out exactly as given). Default 2.
    */
   readonly framesPerAppend?: number;
+  /**
+   * Frames per append while the transport says the caller is quiet (`setQuiet(true)`): their audio
+   * is silence nobody waits on, so 5 (100 ms, each batch handed on within QUIET_MAX_HOLD_MS) cuts
+   * the messages of a quiet caller to a fifth. Speech puts the adapter back on `framesPerAppend`
+   * and sends what is held at once. Default 5; at most `framesPerAppend` makes the hint do nothing.
+   */
+  readonly quietFramesPerAppend?: number;
   /** Audio sent, reported at each final transcript and at close. */
   readonly onUsage?: (usage: SttUsage) => void;
 }
 
 const DEFAULT_MODEL = 'gpt-4o-transcribe';
+/** The longest a quiet caller's frame waits for the rest of its batch. */
+const QUIET_MAX_HOLD_MS = 120;
 const MULAW_BYTES_PER_SECOND = 8000;
 // A stalled socket (no pong yet) must not grow without bound: ~45 s of appends.
 const MAX_SOCKET_BUFFERED_BYTES = 512 * 1024;
@@ -158,6 +167,7 @@ function openSession(setup: {
   let reconnectTimer: NodeJS.Timeout | null = null;
   let pingTimer: NodeJS.Timeout | null = null;
   const framesPerAppend = Math.max(1, Math.floor(options.framesPerAppend ?? 2));
+  const quietFramesPerAppend = Math.max(framesPerAppend, Math.floor(options.quietFramesPerAppend ?? 5));
   // Appends waiting for a socket, oldest first, with the frames each holds (at most
   // maxBufferedFrames in all; a plain array is fine at this bound).
   let pending: { b64: string; frames: number }[] = [];
@@ -483,6 +493,11 @@ function openSession(setup: {
       if (bytes > scratch.length) scratch = Buffer.allocUnsafe(bytes);
       const written = scratch.write(frame, 'base64');
       batcher.push(scratch.subarray(0, written));
+    },
+
+    setQuiet(quiet) {
+      if (quiet) batcher.setEvery(quietFramesPerAppend, QUIET_MAX_HOLD_MS);
+      else batcher.setEvery(framesPerAppend);
     },
 
     close() {

@@ -93,6 +93,12 @@ export interface SttSession {
    * base64 `media.payload`. Synchronous and cheap: no promise or timer per frame.
    */
   sendMulaw(frame: Uint8Array | string): void;
+  /**
+   * A hint from the transport: the caller has been quiet for a while (true), or may be speaking
+   * (false). Nothing waits on a quiet caller's audio, so an adapter may send it in larger pieces;
+   * on false it sends what it holds at once. Optional: adapters without batching ignore it.
+   */
+  setQuiet?(quiet: boolean): void;
   /** Ends the session: closes the connection and aborts in-flight requests. Resolves when done; safe to call twice. */
   close(): Promise<void>;
   stats(): SttStats;
