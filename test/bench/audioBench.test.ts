@@ -2,7 +2,12 @@ import { describe, expect, test } from 'vitest';
 import { formatAudioReport } from '../../src/bench/audio/audioReport.ts';
 import { parseStreamTwiml } from '../../src/bench/audio/mediaCallers.ts';
 import type { AudioArmResult, AudioLevelResult } from '../../src/bench/audio/audioReport.ts';
-import { compare, DEFAULT_AUDIO_SETTINGS, runAudioBench } from '../../src/bench/audio/runAudioBench.ts';
+import {
+  compare,
+  DEFAULT_AUDIO_SETTINGS,
+  runAudioBench,
+  TRACE_EVERY,
+} from '../../src/bench/audio/runAudioBench.ts';
 import { audioSettingsFrom } from '../../src/cli/benchAudio.ts';
 
 describe('parseStreamTwiml', () => {
@@ -175,6 +180,9 @@ describe('runAudioBench', () => {
     expect(level.server.liveCalls).toBe(3);
     expect(c.speechEndToFirstAudioMs.n).toBeGreaterThan(0);
     expect(c.traces).toBeGreaterThan(0);
+    // Only one caller in TRACE_EVERY (here the first of three) asks for trace frames.
+    expect(TRACE_EVERY).toBeGreaterThan(1);
+    expect(c.traces).toBeLessThan(c.speechEndToFirstAudioMs.n);
     expect(c.stages.speechStoppedToFirstAudioMs.n).toBeGreaterThan(0);
     expect(level.cpuPerCallPct).toBeGreaterThan(0);
     expect(formatAudioReport(result)).toContain('Engine');

@@ -188,6 +188,8 @@ const TRANSCRIPTS: readonly string[] = Array.from({ length: 10 }, (_, i) => [
 ]).flat();
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+/** The engine arm's callers that ask for trace frames: one in this many. */
+export const TRACE_EVERY = 4;
 
 async function waitForNoCalls(server: Server, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -225,7 +227,8 @@ interface ArmProcesses {
   readonly url: string;
   readonly fakes: readonly Fake[];
   readonly number: string;
-  readonly trace: boolean;
+  /** MediaCallersOptions.traceEvery. */
+  readonly traceEvery: number;
   stop(): Promise<void>;
 }
 
@@ -289,7 +292,7 @@ async function startRelayArm(s: AudioBenchSettings, cpus: CpuPlan): Promise<ArmP
       url,
       fakes: [fake],
       number: '+15550000000',
-      trace: false,
+      traceEvery: 0,
       stop: () => stopAll([server, fake]),
     };
   } catch (err) {
@@ -379,7 +382,9 @@ async function startEngineArm(s: AudioBenchSettings, cpus: CpuPlan): Promise<Arm
       url,
       fakes: [llm, audio],
       number: COMPANIES[s.company].number,
-      trace: true,
+      // One caller in four: enough turns for the per-stage figures, without charging every call
+      // for trace frames no real Twilio call asks for.
+      traceEvery: TRACE_EVERY,
       stop: async () => {
         await stopAll([server, audio, llm]);
         await removeDataDir();
@@ -418,7 +423,7 @@ async function runLevel(
     speak: !s.listenOnly,
     pauseMs: s.pauseMs,
     replyTimeoutMs: 10_000,
-    trace: arm.trace,
+    traceEvery: arm.traceEvery,
   });
   try {
     await callers.connected;
