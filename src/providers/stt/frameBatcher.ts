@@ -8,17 +8,19 @@
  *
  * A process-wide sweeper hands on any batch held longer than its batcher's hold limit (default
  * `MAX_HOLD_MS`; the caller's audio stalled or ended), so audio never waits long for a partner frame.
+ * One interval timer serves every call while any batcher is open; each batcher stays in its set from
+ * creation to `close`, with the time of its oldest held frame in a field, so the hot path adds and
+ * removes nothing (adding and deleting a Map entry per batch made V8 rebuild the table over and
+ * over: garbage, and GC pauses).
+ *
  * `setEvery` changes the batch size and hold limit at any time: larger batches while the caller is
  * quiet (nothing waits on that audio), small ones again the moment they speak (what is held goes
- * out at once). One interval timer serves every
- * call while any batcher is open; each batcher stays in its set from creation to `close`, with the
- * time of its oldest held frame in a field, so the hot path adds and removes nothing (adding and
- * deleting a Map entry per batch made V8 rebuild the table over and over: garbage, and GC pauses).
+ * out at once).
  */
 import { performance } from 'node:perf_hooks';
 
 /** The default hold limit. */
-export const MAX_HOLD_MS = 30;
+const MAX_HOLD_MS = 30;
 const SWEEP_MS = 10;
 /** Room for 4 Twilio frames; grown when a caller pushes more at once. */
 const INITIAL_BYTES = 640;

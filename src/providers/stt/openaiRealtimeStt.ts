@@ -1,8 +1,8 @@
 /**
  * SttProvider over OpenAI Realtime in a transcription-only session (GA protocol), on a plain `ws`
  * socket. Twilio's μ-law bytes are forwarded untouched (`audio/pcmu`), two 20 ms frames per append
- * (FrameBatcher; five while the transport says the caller is quiet), the server's VAD finds the utterances, and a dropped socket is reopened with
- * backoff while the call goes on.
+ * (FrameBatcher; five while the transport says the caller is quiet), the server's VAD finds the
+ * utterances, and a dropped socket is reopened with backoff while the call goes on.
  *
  * Why not the SDK's `OpenAIRealtimeWS` (openai/realtime/ws): it always forces a `wss:` URL (a plain
  * `ws://` fake or LAN server cannot be reached), and its own reconnect is refused for transcription
