@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { llmErrorOf } from '../support/llmErrorOf.ts';
+import { llmErrorOf } from '../support/errorOf.ts';
 import { ANTHROPIC_VERSION, createAnthropicLlm } from '../../src/providers/llm/anthropicLlm.ts';
 import type { LlmClient, LlmRequest } from '../../src/providers/llm/llmClient.ts';
 import { startFakeAnthropicServer, type FakeAnthropicServer } from '../fakes/fakeAnthropicServer.ts';

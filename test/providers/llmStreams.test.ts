@@ -12,7 +12,7 @@ import type { LlmClient, LlmRequest } from '../../src/providers/llm/llmClient.ts
 import { createOpenAiLlm } from '../../src/providers/llm/openaiLlm.ts';
 import { startFakeAnthropicServer } from '../fakes/fakeAnthropicServer.ts';
 import { fakeTokens, startFakeOpenAiServer, type FakeServer } from '../fakes/fakeOpenAiServer.ts';
-import { llmErrorOf } from '../support/llmErrorOf.ts';
+import { llmErrorOf } from '../support/errorOf.ts';
 import { startTricklingServer } from '../support/rawServer.ts';
 import { waitFor } from '../support/waitFor.ts';
 

@@ -10,6 +10,7 @@ import {
   type FakeOpenAiOptions,
   type FakeOpenAiServer,
 } from '../fakes/fakeOpenAiServer.ts';
+import { errorOf } from '../support/errorOf.ts';
 
 let server: FakeOpenAiServer | undefined;
 
@@ -43,16 +44,7 @@ function lengthOf(vector: Float32Array | undefined): number {
   return Math.hypot(...vector!);
 }
 
-async function errorOf(promise: Promise<unknown>): Promise<AppError> {
-  const err = await promise.then(
-    () => {
-      throw new Error('expected a failure');
-    },
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(AppError);
-  return err as AppError;
-}
+const appErrorOf = (promise: Promise<unknown>) => errorOf(promise, AppError);
 
 describe('createOpenAiEmbedder', () => {
   it('names itself after the model and reports its dimensions', async () => {
@@ -199,7 +191,7 @@ describe('createOpenAiEmbedder', () => {
         const { server, embedder } = await setUp();
         server.script({ type: 'error', status });
 
-        const err = await errorOf(embedder.embed(['hello']));
+        const err = await appErrorOf(embedder.embed(['hello']));
 
         expect(err.code).toBe('ERR_EMBEDDINGS_FAILED');
         expect(err.retryable).toBe(retryable);
@@ -224,7 +216,7 @@ describe('createOpenAiEmbedder', () => {
     it('vectors of the wrong size (a server ignoring dimensions): ERR_EMBEDDINGS_FAILED', async () => {
       const { embedder } = await setUp({ embeddingDimensions: 512 }, { dimensions: 256 });
 
-      const err = await errorOf(embedder.embed(['hello']));
+      const err = await appErrorOf(embedder.embed(['hello']));
 
       expect(err.code).toBe('ERR_EMBEDDINGS_FAILED');
       expect(err.message).toContain('512');
@@ -233,7 +225,7 @@ describe('createOpenAiEmbedder', () => {
     it('timeout: ERR_EMBEDDINGS_FAILED, retryable', async () => {
       const { embedder } = await setUp({ embeddingDelayMs: 2000 }, { timeoutMs: 100 });
 
-      const err = await errorOf(embedder.embed(['hello']));
+      const err = await appErrorOf(embedder.embed(['hello']));
 
       expect(err.code).toBe('ERR_EMBEDDINGS_FAILED');
       expect(err.retryable).toBe(true);
@@ -242,14 +234,14 @@ describe('createOpenAiEmbedder', () => {
     it('an empty string is refused without a request', async () => {
       const { server, embedder } = await setUp();
 
-      expect((await errorOf(embedder.embed(['']))).code).toBe('ERR_EMBEDDINGS_FAILED');
+      expect((await appErrorOf(embedder.embed(['']))).code).toBe('ERR_EMBEDDINGS_FAILED');
       expect(server.requests).toHaveLength(0);
     });
 
     it('an already-aborted signal: ERR_ABORTED without a request', async () => {
       const { server, embedder } = await setUp();
 
-      expect((await errorOf(embedder.embed(['hello'], AbortSignal.abort()))).code).toBe('ERR_ABORTED');
+      expect((await appErrorOf(embedder.embed(['hello'], AbortSignal.abort()))).code).toBe('ERR_ABORTED');
       await new Promise((r) => setTimeout(r, 20));
       expect(server.requests).toHaveLength(0);
     });
@@ -260,7 +252,7 @@ describe('createOpenAiEmbedder', () => {
 
       const pending = embedder.embed(['hello'], controller.signal);
       setTimeout(() => controller.abort(), 10);
-      expect((await errorOf(pending)).code).toBe('ERR_ABORTED');
+      expect((await appErrorOf(pending)).code).toBe('ERR_ABORTED');
 
       await server.settled(0);
       await new Promise((r) => setTimeout(r, 10));

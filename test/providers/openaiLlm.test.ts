@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { llmErrorOf } from '../support/llmErrorOf.ts';
+import { llmErrorOf } from '../support/errorOf.ts';
 import { createOpenAiLlm } from '../../src/providers/llm/openaiLlm.ts';
 import type { LlmClient, LlmRequest } from '../../src/providers/llm/llmClient.ts';
 import { fakeTokens, startFakeOpenAiServer, type FakeOpenAiServer } from '../fakes/fakeOpenAiServer.ts';

@@ -20,6 +20,7 @@ import {
   toneSamples,
   type FakeAudioServer,
 } from '../fakes/fakeAudioServer.ts';
+import { errorOf } from '../support/errorOf.ts';
 
 const TEXT = 'Thanks for calling Riverside Plumbing.';
 
@@ -58,16 +59,7 @@ async function collect(stream: TtsStream): Promise<{ chunks: Int16Array[]; sampl
   return { chunks, samples };
 }
 
-async function ttsErrorOf(promise: Promise<unknown>): Promise<TtsError> {
-  const err = await promise.then(
-    () => {
-      throw new Error('expected synthesis to fail');
-    },
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(TtsError);
-  return err as TtsError;
-}
+const ttsErrorOf = (promise: Promise<unknown>) => errorOf(promise, TtsError);
 
 describe('createPcm16Decoder', () => {
   it('reassembles samples split across any chunk boundaries, signed little-endian', () => {

@@ -10,6 +10,7 @@ import { createTwilioCallControl, TwilioApiError } from '../../src/twilio/callCo
 import type { CallControl } from '../../src/twilio/callControl.ts';
 import { startFakeTwilioApi } from '../fakes/fakeTwilioApi.ts';
 import type { FakeTwilioApi } from '../fakes/fakeTwilioApi.ts';
+import { errorOf } from '../support/errorOf.ts';
 
 const CALL_SID = `CA${'ab'.repeat(16)}`;
 let n = 0;
@@ -46,16 +47,7 @@ function control(overrides: { authToken?: string; timeoutMs?: number } = {}): Ca
   });
 }
 
-async function rejection(promise: Promise<unknown>): Promise<TwilioApiError> {
-  const err = await promise.then(
-    () => {
-      throw new Error('expected a rejection');
-    },
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(TwilioApiError);
-  return err as TwilioApiError;
-}
+const rejection = (promise: Promise<unknown>) => errorOf(promise, TwilioApiError);
 
 describe('createTwilioCallControl against a fake Twilio REST API', () => {
   test('transfer posts the Dial TwiML to the call resource, authenticated as the account', async () => {
