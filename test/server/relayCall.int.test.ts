@@ -189,8 +189,16 @@ describe('load shedding', () => {
     await new Promise((resolve) => setTimeout(resolve, 20));
     const refused = await post(`${app.server.url}/twilio/voice`, { To: DEMO, CallSid: 'CA-busy' });
     expect(refused.status).toBe(503);
+    // The lag fades by half every 100 ms tick: after 2.2 s the stall is forgotten. On a busy test
+    // machine another late tick can still trip the 40 ms threshold for a moment, so recovery is
+    // asked for a few times, as a caller retrying would, within 5 s of the stall.
     await new Promise((resolve) => setTimeout(resolve, 2200));
-    const accepted = await post(`${app.server.url}/twilio/voice`, { To: DEMO, CallSid: 'CA-calm' });
+    const giveUpAt = Date.now() + 2800;
+    let accepted = await post(`${app.server.url}/twilio/voice`, { To: DEMO, CallSid: 'CA-calm' });
+    while (accepted.status === 503 && Date.now() < giveUpAt) {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      accepted = await post(`${app.server.url}/twilio/voice`, { To: DEMO, CallSid: 'CA-calm' });
+    }
     expect(accepted.status).toBe(200);
   });
 });
