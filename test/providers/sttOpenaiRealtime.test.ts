@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { waitFor } from '../support/waitFor.ts';
 import {
@@ -120,6 +122,56 @@ describe('createOpenAiRealtimeStt', () => {
       },
     });
     await waitFor(() => session!.stats().state === 'open');
+  });
+
+  it('sends masked frames with a zero key, so the payload crosses the wire as written', async () => {
+    // A bare TCP listener that completes the upgrade and keeps the client's first bytes: the
+    // fake's ws server would unmask them before anyone could look.
+    const received: Buffer[] = [];
+    const sockets: Socket[] = [];
+    const raw = createServer((socket) => {
+      sockets.push(socket);
+      let head = Buffer.alloc(0);
+      let upgraded = false;
+      socket.on('data', (chunk) => {
+        if (upgraded) {
+          received.push(chunk);
+          return;
+        }
+        head = Buffer.concat([head, chunk]);
+        const end = head.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        const key = /sec-websocket-key: *(\S+)/i.exec(head.subarray(0, end).toString())![1];
+        const accept = createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
+        socket.write(
+          `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`,
+        );
+        upgraded = true;
+        if (head.length > end + 4) received.push(head.subarray(end + 4));
+      });
+      socket.on('error', () => undefined);
+    });
+    await new Promise<void>((resolve) => raw.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = raw.address() as AddressInfo;
+      const { callbacks } = recorder();
+      open(callbacks, { baseURL: `http://127.0.0.1:${port}/v1` });
+      await waitFor(() => Buffer.concat(received).length >= 8);
+      const bytes = Buffer.concat(received);
+      expect(bytes[0]).toBe(0x81); // FIN, text
+      expect(bytes[1]! & 0x80).toBe(0x80); // masked, as a client must
+      expect(bytes[1]! & 0x7f).toBe(126); // 16-bit length follows
+      const length = bytes.readUInt16BE(2);
+      expect([...bytes.subarray(4, 8)]).toEqual([0, 0, 0, 0]);
+      await waitFor(() => Buffer.concat(received).length >= 8 + length);
+      const payload = Buffer.concat(received).subarray(8, 8 + length).toString();
+      expect(JSON.parse(payload)).toMatchObject({ type: 'session.update', session: { type: 'transcription' } });
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await session?.close();
+      session = null;
+      await new Promise<void>((resolve) => raw.close(() => resolve()));
+    }
   });
 
   it('forwards Twilio payloads untouched and in order, buffering those sent before the socket opened', async () => {
