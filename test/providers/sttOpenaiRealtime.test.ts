@@ -142,7 +142,9 @@ describe('createOpenAiRealtimeStt', () => {
         const end = head.indexOf('\r\n\r\n');
         if (end < 0) return;
         const key = /sec-websocket-key: *(\S+)/i.exec(head.subarray(0, end).toString())![1];
-        const accept = createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
+        const accept = createHash('sha1')
+          .update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`)
+          .digest('base64');
         socket.write(
           `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`,
         );
@@ -164,8 +166,13 @@ describe('createOpenAiRealtimeStt', () => {
       const length = bytes.readUInt16BE(2);
       expect([...bytes.subarray(4, 8)]).toEqual([0, 0, 0, 0]);
       await waitFor(() => Buffer.concat(received).length >= 8 + length);
-      const payload = Buffer.concat(received).subarray(8, 8 + length).toString();
-      expect(JSON.parse(payload)).toMatchObject({ type: 'session.update', session: { type: 'transcription' } });
+      const payload = Buffer.concat(received)
+        .subarray(8, 8 + length)
+        .toString();
+      expect(JSON.parse(payload)).toMatchObject({
+        type: 'session.update',
+        session: { type: 'transcription' },
+      });
     } finally {
       for (const socket of sockets) socket.destroy();
       await session?.close();
