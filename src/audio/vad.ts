@@ -86,6 +86,7 @@ export class Vad {
 
   #elapsedMs = 0;
   #level = 0;
+  #loud = false;
   #speaking = false;
   /** Not speaking: length of the current run of loud frames. Speaking: of quiet frames. */
   #runMs = 0;
@@ -126,6 +127,14 @@ export class Vad {
     return this.#speaking;
   }
 
+  /**
+   * Whether the last frame was above the start threshold (the floor plus `thresholdDb`, and
+   * `minSpeechLevel`): clearly voiced, not merely above the lower bar that keeps speech going.
+   */
+  get loud(): boolean {
+    return this.#loud;
+  }
+
   /** Mean |sample| of the last frame (PCM16 scale, 0–32124). */
   get level(): number {
     return this.#level;
@@ -164,6 +173,7 @@ export class Vad {
     // Loud means strictly above the threshold, so digital silence is never loud, even with
     // minSpeechLevel 0 on a floor of 0.
     const startLevel = Math.max(floor * this.#startRatio, this.#minSpeechLevel);
+    this.#loud = level > startLevel;
     if (!this.#speaking) {
       if (level <= startLevel) {
         this.#runMs = 0;
@@ -201,6 +211,7 @@ export class Vad {
     this.#completedMin = Infinity;
     this.#elapsedMs = 0;
     this.#level = 0;
+    this.#loud = false;
     this.#speaking = false;
     this.#runMs = 0;
     this.#silenceStartMs = 0;

@@ -129,11 +129,11 @@ export interface MediaSocketOptions {
 /** An STT speech start this soon after the local VAD's (or while it still hears speech) is the same utterance. */
 const SPEECH_DEDUPE_MS = 1000;
 /**
- * Audio after the local VAD last heard the caller before the STT adapter is told they are quiet
- * (`setQuiet`), and may send their audio in larger pieces. It must outlast the STT's own end of
- * utterance (the realtime server's VAD waits `silence_duration_ms`, 500 ms by default, after the
- * last voice), so the frames that end an utterance are never held; the VAD's stop already comes
- * 400 ms (its hangover) after the last voice.
+ * Audio after the local VAD last heard the caller before the STT adapter is told to relax
+ * (`setRelaxed`) when the STT has not said the utterance is over (its own `speech_stopped`). It
+ * must outlast the STT's own end of utterance (the realtime server's VAD waits
+ * `silence_duration_ms`, 500 ms by default, after the last voice), so the frames that end an
+ * utterance are never held; the VAD's stop already comes 400 ms (its hangover) after the last voice.
  */
 const QUIET_AFTER_MS = 1500;
 /** A stop this long after the caller's last speech onset is not a barge-in reaction. */
@@ -180,18 +180,17 @@ export function handleMediaSocket(
 
   /** Audio time (vad.elapsedMs) of the end of the caller's last voice; 0 = the stream's start. */
   let lastVoiceAtMs = 0;
-  /** What the STT adapter was last told (`setQuiet`). */
-  let quiet = false;
+  /** The STT closed the caller's last utterance (its speech stopped) and has heard no speech since. */
+  let sttEnded = false;
+  /** What the STT adapter was last told (`setRelaxed`). */
+  let relaxed = false;
   const vad = new Vad((event, atMs) => {
     const now = performance.now();
     if (event === 'speechStarted') {
       // The onset lies (elapsed − atMs) of audio before the frame that confirmed it.
       onsetAt = now - (vad.elapsedMs - atMs);
       sendEvent({ type: 'caller.speechStarted' });
-      if (quiet) {
-        quiet = false;
-        stt?.setQuiet?.(false);
-      }
+      sttEnded = false;
     } else {
       localStoppedAt = now;
       lastVoiceAtMs = atMs;
@@ -366,6 +365,7 @@ export function handleMediaSocket(
     try {
       stt = deps.stt.openSttSession({
         onSpeechStarted: () => {
+          sttEnded = false;
           const now = performance.now();
           // The local VAD usually heard this utterance first; one barge-in event is enough.
           if (vad.speaking || now - localStoppedAt < SPEECH_DEDUPE_MS) return;
@@ -373,6 +373,7 @@ export function handleMediaSocket(
           sendEvent({ type: 'caller.speechStarted' });
         },
         onSpeechStopped: () => {
+          sttEnded = true;
           speechStoppedAt = performance.now();
           sendEvent({ type: 'caller.speechStopped' });
         },
@@ -515,9 +516,13 @@ export function handleMediaSocket(
     // adapter can batch them without decoding again.
     stt?.sendMulaw(decodeView);
     vad.push(decodeView);
-    if (!quiet && !vad.speaking && vad.elapsedMs - lastVoiceAtMs >= QUIET_AFTER_MS) {
-      quiet = true;
-      stt?.setQuiet?.(true);
+    // Nothing waits on this audio unless an utterance may be ending: in speech, a clearly voiced
+    // frame puts the end at least the STT's silence window away, and the first quieter frame sends
+    // what is held; after speech, once the STT has closed the utterance (or long after the voice).
+    const relax = vad.speaking ? vad.loud : sttEnded || vad.elapsedMs - lastVoiceAtMs >= QUIET_AFTER_MS;
+    if (relax !== relaxed) {
+      relaxed = relax;
+      stt?.setRelaxed?.(relax);
     }
   };
 

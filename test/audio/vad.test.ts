@@ -149,6 +149,28 @@ describe('Vad', () => {
     expect(events).toEqual(['speechStarted']);
   });
 
+  test('loud: a frame above the start threshold, not one in the hysteresis band that keeps speech going', () => {
+    const vad = new Vad(() => {});
+    const pushPcm = (pcm: Int16Array) => {
+      const mulaw = new Uint8Array(pcm.length);
+      encodeMulaw(pcm, mulaw);
+      for (let at = 0; at < mulaw.length; at += 160) vad.push(mulaw.subarray(at, at + 160));
+    };
+    pushPcm(noise(QUIET_LINE, 1000, 7)); // the floor: ~30
+    expect(vad.loud).toBe(false);
+    pushPcm(noise(600, 200, 8)); // 10 dB above 30 is ~95: speech
+    expect(vad.speaking).toBe(true);
+    expect(vad.loud).toBe(true);
+    // Between the stop bar (5 dB above the floor, still the 150 minimum) and the start bar: speech
+    // goes on, but the frame is not loud. The start bar is max(floor × 3.16, 150) ≈ 150; 120 sits
+    // above 150 × 0.56 ≈ 84.
+    pushPcm(noise(120, 100, 9));
+    expect(vad.speaking).toBe(true);
+    expect(vad.loud).toBe(false);
+    vad.reset();
+    expect(vad.loud).toBe(false);
+  });
+
   test('per frame it schedules no timers: time is the audio’s own', () => {
     vi.useFakeTimers();
     const vad = new Vad(() => {});

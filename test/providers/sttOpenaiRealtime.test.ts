@@ -410,19 +410,19 @@ describe('batching frames into appends', () => {
     expect(s.stats()).toMatchObject({ framesSent: 5, bytesSent: 5 * FRAME, framesDropped: 0 });
   });
 
-  it('sends five frames per append while the caller is quiet, and what it holds at once when they speak', async () => {
+  it('sends five frames per append while relaxed, and what it holds at once when an utterance may be ending', async () => {
     const { callbacks } = recorder();
-    const s = open(callbacks, { framesPerAppend: 2 }); // quietFramesPerAppend: 5, the default
+    const s = open(callbacks, { framesPerAppend: 2 }); // relaxedFramesPerAppend: 5, the default
     const conn = await server.connection(0);
     await waitFor(() => s.stats().state === 'open');
     const frames = Array.from({ length: 14 }, (_, i) => new Uint8Array(FRAME).fill(0x30 + i));
-    s.setQuiet!(true);
+    s.setRelaxed!(true);
     for (const f of frames.slice(0, 8)) s.sendMulaw(f);
     await waitFor(() => conn.appends.length === 1);
     expect(unb64(conn.appends[0]!)).toEqual(joined(frames.slice(0, 5)));
-    // Three held; speech sends them at once, without waiting for the hold limit.
+    // Three held; no longer relaxed, they go at once, without waiting for the hold limit.
     expect(s.stats().framesSent).toBe(5);
-    s.setQuiet!(false);
+    s.setRelaxed!(false);
     expect(s.stats().framesSent).toBe(8);
     for (const f of frames.slice(8, 12)) s.sendMulaw(f);
     await waitFor(() => conn.appends.length === 4);
@@ -431,8 +431,8 @@ describe('batching frames into appends', () => {
       joined(frames.slice(8, 10)),
       joined(frames.slice(10, 12)),
     ]);
-    // Quiet again: a lone frame is held longer than while speaking, but not for long.
-    s.setQuiet!(true);
+    // Relaxed again: a lone frame is held longer than otherwise, but not for long.
+    s.setRelaxed!(true);
     s.sendMulaw(frames[12]!);
     const sentAt = performance.now();
     await waitFor(() => conn.appends.length === 5, 1000);

@@ -131,8 +131,8 @@ interface FakeSttSession {
   readonly callbacks: SttCallbacks;
   frames: number;
   closed: boolean;
-  /** Each `setQuiet` hint, with the frames sent before it. */
-  readonly quiet: { afterFrames: number; quiet: boolean }[];
+  /** Each `setRelaxed` hint, with the frames sent before it. */
+  readonly relaxed: { afterFrames: number; relaxed: boolean }[];
 }
 
 interface FakeStt extends SttProvider {
@@ -146,14 +146,14 @@ function fakeStt(): FakeStt {
     model: 'fake-transcribe',
     sessions,
     openSttSession(callbacks): SttSession {
-      const record: FakeSttSession = { callbacks, frames: 0, closed: false, quiet: [] };
+      const record: FakeSttSession = { callbacks, frames: 0, closed: false, relaxed: [] };
       sessions.push(record);
       return {
         sendMulaw: () => {
           record.frames += 1;
         },
-        setQuiet: (quiet) => {
-          record.quiet.push({ afterFrames: record.frames, quiet });
+        setRelaxed: (relaxed) => {
+          record.relaxed.push({ afterFrames: record.frames, relaxed });
         },
         close: () => {
           record.closed = true;
@@ -492,7 +492,7 @@ describe('handleMediaSocket: a call', () => {
     expect(session.stopReason).toBe('stream-stopped');
   });
 
-  it('tells the STT the caller is quiet after 1.5 s of audio without voice, and not quiet the moment they speak', async () => {
+  it('lets the STT hold audio while no utterance can be ending: 1.5 s after the voice, or once the STT closed the utterance, and in voiced speech', async () => {
     const server = await startServer();
     const { twilio, session } = await startCall(server);
     const stt = server.stt.sessions[0]!;
@@ -501,23 +501,35 @@ describe('handleMediaSocket: a call', () => {
       for (let i = 0; i < n; i++) twilio.media(frame);
       await waitFor(() => stt.frames === before + n);
     };
-    // From the stream's start: quiet once 75 frames (1.5 s of audio) carried no voice, not before.
+    // From the stream's start: relaxed once 75 frames (1.5 s of audio) carried no voice, not before.
     await send(SILENCE, 74);
-    expect(stt.quiet).toEqual([]);
+    expect(stt.relaxed).toEqual([]);
     await send(SILENCE, 1);
-    expect(stt.quiet).toEqual([{ afterFrames: 75, quiet: true }]);
-    // Speech: not quiet as soon as the local VAD hears it (three loud frames), once.
+    expect(stt.relaxed).toEqual([{ afterFrames: 75, relaxed: true }]);
+    // Voiced speech: still relaxed (its end is at least the STT's silence window away).
     await send(LOUD, 10);
-    expect(stt.quiet).toEqual([
-      { afterFrames: 75, quiet: true },
-      { afterFrames: 78, quiet: false },
-    ]);
     expect(session.events.filter((e) => e.type === 'caller.speechStarted')).toHaveLength(1);
-    // After the speech: 1.5 s of audio past the last loud frame (frame 85), and only then.
-    await send(SILENCE, 74);
-    expect(stt.quiet).toHaveLength(2);
+    expect(stt.relaxed).toHaveLength(1);
+    // The first quiet frame in speech may begin its end: not relaxed, at once.
     await send(SILENCE, 1);
-    expect(stt.quiet.at(-1)).toEqual({ afterFrames: 160, quiet: true });
+    expect(stt.relaxed.at(-1)).toEqual({ afterFrames: 86, relaxed: false });
+    // Without word from the STT: relaxed 1.5 s of audio after the last voice (frame 85), not before.
+    await send(SILENCE, 73);
+    expect(stt.relaxed).toHaveLength(2);
+    await send(SILENCE, 1);
+    expect(stt.relaxed.at(-1)).toEqual({ afterFrames: 160, relaxed: true });
+
+    // The next utterance, which the STT closes itself: relaxed as soon as the local VAD is done too.
+    await send(LOUD, 10);
+    stt.callbacks.onSpeechStarted();
+    await send(SILENCE, 10); // the VAD's hangover: speech may still go on
+    expect(stt.relaxed.at(-1)).toEqual({ afterFrames: 171, relaxed: false });
+    stt.callbacks.onSpeechStopped('vad');
+    await send(SILENCE, 9);
+    expect(stt.relaxed).toHaveLength(4);
+    await send(SILENCE, 1); // 400 ms of quiet: the VAD stops, 1.1 s before the fallback
+    expect(stt.relaxed.at(-1)).toEqual({ afterFrames: 190, relaxed: true });
+    expect(stt.relaxed).toHaveLength(5);
     twilio.stop();
     await twilio.closed;
   });
@@ -1001,9 +1013,15 @@ describe('handleMediaSocket: with the real OpenAI realtime STT adapter', () => {
       type: 'caller.transcriptFinal',
       text: 'hello there',
     });
-    // The μ-law bytes reached the provider untouched and in order, two frames per append.
+    // The μ-law bytes reached the provider untouched and in order: the silence in pairs (5 appends),
+    // the first two loud frames as a pair before the VAD hears speech (1), voiced frames in fives
+    // (2), the three held then with the first quiet frame (1), the quiet that may end the
+    // utterance in pairs again (7).
     const connection = await fake.connection(0);
-    await waitFor(() => connection.appends.length === frames / 2);
+    await waitFor(() => connection.appends.length === 16);
+    expect(connection.appends.map((a) => Buffer.from(a, 'base64').length / 160)).toEqual([
+      2, 2, 2, 2, 2, 2, 5, 5, 4, 2, 2, 2, 2, 2, 2, 2,
+    ]);
     const sent = Buffer.concat(connection.appends.map((a) => Buffer.from(a, 'base64')));
     const expected = Buffer.concat([
       ...Array.from({ length: 10 }, () => SILENCE),

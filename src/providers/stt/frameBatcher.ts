@@ -13,9 +13,9 @@
  * removes nothing (adding and deleting a Map entry per batch made V8 rebuild the table over and
  * over: garbage, and GC pauses).
  *
- * `setEvery` changes the batch size and hold limit at any time: larger batches while the caller is
- * quiet (nothing waits on that audio), small ones again the moment they speak (what is held goes
- * out at once).
+ * `setEvery` changes the batch size and hold limit at any time: larger batches while nothing waits
+ * on the audio, small ones again the moment an utterance may be ending (what is held goes out at
+ * once).
  */
 import { performance } from 'node:perf_hooks';
 

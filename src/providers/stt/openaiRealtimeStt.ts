@@ -1,7 +1,7 @@
 /**
  * SttProvider over OpenAI Realtime in a transcription-only session (GA protocol), on a plain `ws`
  * socket. Twilio's μ-law bytes are forwarded untouched (`audio/pcmu`), two 20 ms frames per append
- * (FrameBatcher; five while the transport says the caller is quiet), the server's VAD finds the
+ * (FrameBatcher; five while the transport says no utterance can be ending), the server's VAD finds the
  * utterances, and a dropped socket is reopened with backoff while the call goes on.
  *
  * Why not the SDK's `OpenAIRealtimeWS` (openai/realtime/ws): it always forces a `wss:` URL (a plain
@@ -66,19 +66,20 @@ export interface OpenAiRealtimeSttOptions {
    */
   readonly framesPerAppend?: number;
   /**
-   * Frames per append while the transport says the caller is quiet (`setQuiet(true)`): their audio
-   * is silence nobody waits on, so 5 (100 ms, each batch handed on within QUIET_MAX_HOLD_MS) cuts
-   * the messages of a quiet caller to a fifth. Speech puts the adapter back on `framesPerAppend`
-   * and sends what is held at once. Default 5; at most `framesPerAppend` makes the hint do nothing.
+   * Frames per append while the transport says no utterance can be ending (`setRelaxed(true)`):
+   * nobody waits on that audio, so 5 (100 ms, each batch handed on within RELAXED_MAX_HOLD_MS)
+   * cuts those messages to a fifth. `setRelaxed(false)` puts the adapter back on
+   * `framesPerAppend` and sends what is held at once. Default 5; at most `framesPerAppend` makes
+   * the hint do nothing.
    */
-  readonly quietFramesPerAppend?: number;
+  readonly relaxedFramesPerAppend?: number;
   /** Audio sent, reported at each final transcript and at close. */
   readonly onUsage?: (usage: SttUsage) => void;
 }
 
 const DEFAULT_MODEL = 'gpt-4o-transcribe';
-/** The longest a quiet caller's frame waits for the rest of its batch. */
-const QUIET_MAX_HOLD_MS = 120;
+/** The longest a relaxed frame waits for the rest of its batch. */
+const RELAXED_MAX_HOLD_MS = 120;
 const MULAW_BYTES_PER_SECOND = 8000;
 // A stalled socket (no pong yet) must not grow without bound: ~45 s of appends.
 const MAX_SOCKET_BUFFERED_BYTES = 512 * 1024;
@@ -180,7 +181,7 @@ function openSession(setup: {
   let reconnectTimer: NodeJS.Timeout | null = null;
   let pingTimer: NodeJS.Timeout | null = null;
   const framesPerAppend = Math.max(1, Math.floor(options.framesPerAppend ?? 2));
-  const quietFramesPerAppend = Math.max(framesPerAppend, Math.floor(options.quietFramesPerAppend ?? 5));
+  const relaxedFramesPerAppend = Math.max(framesPerAppend, Math.floor(options.relaxedFramesPerAppend ?? 5));
   // Appends waiting for a socket, oldest first, with the frames each holds (at most
   // maxBufferedFrames in all; a plain array is fine at this bound).
   let pending: { b64: string; frames: number }[] = [];
@@ -509,8 +510,8 @@ function openSession(setup: {
       batcher.push(scratch.subarray(0, written));
     },
 
-    setQuiet(quiet) {
-      if (quiet) batcher.setEvery(quietFramesPerAppend, QUIET_MAX_HOLD_MS);
+    setRelaxed(relaxed) {
+      if (relaxed) batcher.setEvery(relaxedFramesPerAppend, RELAXED_MAX_HOLD_MS);
       else batcher.setEvery(framesPerAppend);
     },
 

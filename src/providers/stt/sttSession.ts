@@ -94,11 +94,13 @@ export interface SttSession {
    */
   sendMulaw(frame: Uint8Array | string): void;
   /**
-   * A hint from the transport: the caller has been quiet for a while (true), or may be speaking
-   * (false). Nothing waits on a quiet caller's audio, so an adapter may send it in larger pieces;
-   * on false it sends what it holds at once. Optional: adapters without batching ignore it.
+   * A hint from the transport: true while no utterance can be ending (the caller is silent after
+   * their last utterance was closed, or voiced in the middle of one), false while one may be (the
+   * quiet that could end it). Nothing waits on relaxed audio, so an adapter may send it in larger
+   * pieces; on false it sends what it holds at once, so the silence that ends an utterance is
+   * never held. Optional: adapters without batching ignore it.
    */
-  setQuiet?(quiet: boolean): void;
+  setRelaxed?(relaxed: boolean): void;
   /** Ends the session: closes the connection and aborts in-flight requests. Resolves when done; safe to call twice. */
   close(): Promise<void>;
   stats(): SttStats;
