@@ -372,8 +372,9 @@ export function handleMediaSocket(
           onsetAt = now;
           sendEvent({ type: 'caller.speechStarted' });
         },
-        onSpeechStopped: () => {
-          sttEnded = true;
+        onSpeechStopped: (reason) => {
+          // Only the STT's own end of utterance: a dropped socket ends nothing on the new one.
+          if (reason === 'vad') sttEnded = true;
           speechStoppedAt = performance.now();
           sendEvent({ type: 'caller.speechStopped' });
         },

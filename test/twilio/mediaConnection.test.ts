@@ -530,6 +530,17 @@ describe('handleMediaSocket: a call', () => {
     await send(SILENCE, 1); // 400 ms of quiet: the VAD stops, 1.1 s before the fallback
     expect(stt.relaxed.at(-1)).toEqual({ afterFrames: 190, relaxed: true });
     expect(stt.relaxed).toHaveLength(5);
+
+    // A dropped STT socket ends its utterance too, but that is no end of the caller's: only the
+    // fallback relaxes then.
+    await send(LOUD, 10);
+    await send(SILENCE, 1);
+    expect(stt.relaxed.at(-1)).toEqual({ afterFrames: 201, relaxed: false });
+    stt.callbacks.onSpeechStopped('disconnected');
+    await send(SILENCE, 73);
+    expect(stt.relaxed).toHaveLength(6);
+    await send(SILENCE, 1);
+    expect(stt.relaxed.at(-1)).toEqual({ afterFrames: 275, relaxed: true });
     twilio.stop();
     await twilio.closed;
   });
