@@ -85,20 +85,20 @@ const MULAW_BYTES_PER_SECOND = 8000;
 const MAX_SOCKET_BUFFERED_BYTES = 512 * 1024;
 // Statuses on the upgrade that another attempt cannot fix.
 const FATAL_UPGRADE_STATUSES = new Set([400, 401, 403, 404]);
-// base64 has no characters JSON must escape, so the per-frame message is built by concatenation.
 /**
  * The masking key of every frame this client sends: zero, which `ws` recognises and then neither
  * copies a text message into a buffer nor XORs it byte by byte (a frame per 40–100 ms of each
  * call's audio). RFC 6455 asks browsers for unpredictable keys so that script on a page cannot
  * shape the bytes a proxy sees into something it would cache; here the sender is the server, the
- * connection to the provider is TLS, and the only caller-influenced bytes are base64 audio inside
- * our own JSON, which cannot spell a request line. The frames still carry the mask bit the
- * protocol requires of a client.
+ * connection to OpenAI is TLS (a plain `ws:` URL is a server of the operator's own), and the only
+ * caller-influenced bytes are base64 audio inside our own JSON, which cannot spell a request line.
+ * The frames still carry the mask bit the protocol requires of a client.
  */
 function zeroMask(mask: Buffer): void {
   mask.fill(0);
 }
 
+// base64 has no characters JSON must escape, so the per-frame message is built by concatenation.
 const APPEND_PREFIX = '{"type":"input_audio_buffer.append","audio":"';
 const APPEND_SUFFIX = '"}';
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
