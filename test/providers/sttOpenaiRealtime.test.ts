@@ -1,5 +1,5 @@
-import { createHash } from 'node:crypto';
-import { createServer, type AddressInfo, type Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { WebSocketServer } from 'ws';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { waitFor } from '../support/waitFor.ts';
 import {
@@ -125,37 +125,14 @@ describe('createOpenAiRealtimeStt', () => {
   });
 
   it('sends masked frames with a zero key, so the payload crosses the wire as written', async () => {
-    // A bare TCP listener that completes the upgrade and keeps the client's first bytes: the
-    // fake's ws server would unmask them before anyone could look.
+    // A ws server whose socket is also read raw: the bytes as they crossed the wire, before ws
+    // unmasks them (the client sends nothing before the upgrade's answer, so no byte is missed).
     const received: Buffer[] = [];
-    const sockets: Socket[] = [];
-    const raw = createServer((socket) => {
-      sockets.push(socket);
-      let head = Buffer.alloc(0);
-      let upgraded = false;
-      socket.on('data', (chunk) => {
-        if (upgraded) {
-          received.push(chunk);
-          return;
-        }
-        head = Buffer.concat([head, chunk]);
-        const end = head.indexOf('\r\n\r\n');
-        if (end < 0) return;
-        const key = /sec-websocket-key: *(\S+)/i.exec(head.subarray(0, end).toString())![1];
-        const accept = createHash('sha1')
-          .update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`)
-          .digest('base64');
-        socket.write(
-          `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`,
-        );
-        upgraded = true;
-        if (head.length > end + 4) received.push(head.subarray(end + 4));
-      });
-      socket.on('error', () => undefined);
-    });
-    await new Promise<void>((resolve) => raw.listen(0, '127.0.0.1', resolve));
+    const wss = new WebSocketServer({ port: 0, host: '127.0.0.1', perMessageDeflate: false });
+    wss.on('connection', (_ws, req) => req.socket.on('data', (chunk: Buffer) => received.push(chunk)));
+    await new Promise<void>((resolve) => wss.once('listening', resolve));
     try {
-      const { port } = raw.address() as AddressInfo;
+      const { port } = wss.address() as AddressInfo;
       const { callbacks } = recorder();
       open(callbacks, { baseURL: `http://127.0.0.1:${port}/v1` });
       await waitFor(() => Buffer.concat(received).length >= 8);
@@ -174,10 +151,9 @@ describe('createOpenAiRealtimeStt', () => {
         session: { type: 'transcription' },
       });
     } finally {
-      for (const socket of sockets) socket.destroy();
       await session?.close();
       session = null;
-      await new Promise<void>((resolve) => raw.close(() => resolve()));
+      await new Promise<void>((resolve) => wss.close(() => resolve()));
     }
   });
 
