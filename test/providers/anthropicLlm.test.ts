@@ -4,6 +4,7 @@ import { ANTHROPIC_VERSION, createAnthropicLlm } from '../../src/providers/llm/a
 import type { LlmClient, LlmRequest } from '../../src/providers/llm/llmClient.ts';
 import { startFakeAnthropicServer, type FakeAnthropicServer } from '../fakes/fakeAnthropicServer.ts';
 import { fakeTokens } from '../fakes/fakeOpenAiServer.ts';
+import { llmRequest } from '../support/llmRequest.ts';
 
 const ANSWER = 'The technician can come on Tuesday morning between nine and eleven.';
 const API_KEY = 'sk-ant-test-secret-key';
@@ -20,16 +21,7 @@ afterEach(async () => {
   await server.close();
 });
 
-function request(overrides: Partial<LlmRequest> = {}): LlmRequest {
-  return {
-    model: 'claude-haiku-4-5',
-    system: 'You are a terse receptionist.',
-    messages: [{ role: 'user', content: 'When can someone come?' }],
-    maxOutputTokens: 200,
-    timeoutMs: 5000,
-    ...overrides,
-  };
-}
+const request = (overrides: Partial<LlmRequest> = {}) => llmRequest('claude-haiku-4-5', overrides);
 
 describe('createAnthropicLlm', () => {
   it('streams the answer: text, usage from message_start and message_delta, onToken in order', async () => {

@@ -15,6 +15,7 @@ import { fakeTokens, startFakeOpenAiServer, type FakeServer } from '../fakes/fak
 import { llmErrorOf } from '../support/errorOf.ts';
 import { startTricklingServer } from '../support/rawServer.ts';
 import { waitFor } from '../support/waitFor.ts';
+import { llmRequest } from '../support/llmRequest.ts';
 
 /** The text of the byte-by-byte stream: multi-byte UTF-8 (2, 3 and 4 bytes) across the splits. */
 const TRICKLED_WORDS = ['Grüße', ' aus', ' 東京', ' 🎉'];
@@ -90,16 +91,7 @@ const ADAPTERS: readonly Adapter[] = [
   },
 ];
 
-function request(overrides: Partial<LlmRequest> = {}): LlmRequest {
-  return {
-    model: 'test-model',
-    system: 'You are a terse receptionist.',
-    messages: [{ role: 'user', content: 'When can someone come?' }],
-    maxOutputTokens: 200,
-    timeoutMs: 5000,
-    ...overrides,
-  };
-}
+const request = (overrides: Partial<LlmRequest> = {}) => llmRequest('test-model', overrides);
 
 describe.each(ADAPTERS)('$provider', (adapter) => {
   let server: FakeServer;

@@ -3,6 +3,7 @@ import { llmErrorOf } from '../support/errorOf.ts';
 import { createOpenAiLlm } from '../../src/providers/llm/openaiLlm.ts';
 import type { LlmClient, LlmRequest } from '../../src/providers/llm/llmClient.ts';
 import { fakeTokens, startFakeOpenAiServer, type FakeOpenAiServer } from '../fakes/fakeOpenAiServer.ts';
+import { llmRequest } from '../support/llmRequest.ts';
 
 const ANSWER = 'The technician can come on Tuesday morning between nine and eleven.';
 
@@ -18,16 +19,7 @@ afterEach(async () => {
   await server.close();
 });
 
-function request(overrides: Partial<LlmRequest> = {}): LlmRequest {
-  return {
-    model: 'gpt-4o-mini',
-    system: 'You are a terse receptionist.',
-    messages: [{ role: 'user', content: 'When can someone come?' }],
-    maxOutputTokens: 200,
-    timeoutMs: 5000,
-    ...overrides,
-  };
-}
+const request = (overrides: Partial<LlmRequest> = {}) => llmRequest('gpt-4o-mini', overrides);
 
 describe('createOpenAiLlm', () => {
   it('streams the answer: text, usage from the final chunk, onToken in order, timings', async () => {
