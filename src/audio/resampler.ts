@@ -25,7 +25,12 @@
  * 16 000 random full-range windows in a check), nothing audible.
  */
 
-import { createDecimatorKernel } from './decimatorKernel.ts';
+import {
+  KERNEL_OUT_SAMPLES,
+  KERNEL_TAPS,
+  KERNEL_WORK_SAMPLES,
+  createDecimatorKernel,
+} from './decimatorKernel.ts';
 
 /** Input rate: OpenAI TTS `pcm` has no sample-rate parameter; it is always 24 kHz (§3.2). */
 export const RESAMPLER_INPUT_RATE_HZ = 24_000;
@@ -84,6 +89,14 @@ const HALF = (() => {
  * either way), then a zero for the fourth lane of the last group of four.
  */
 const KERNEL = (() => {
+  // The kernel's memory must hold a whole window (plus the lane past its last tap) and a block's
+  // outputs; a larger BLOCK would spill one region into the next.
+  if (
+    TAPS + 1 !== KERNEL_TAPS ||
+    HISTORY + BLOCK + 1 > KERNEL_WORK_SAMPLES ||
+    BLOCK / FACTOR > KERNEL_OUT_SAMPLES
+  )
+    throw new Error('resampler: BLOCK or TAPS no longer fit the decimator kernel');
   const kernel = createDecimatorKernel();
   for (let n = 0; n < TAPS; n++) kernel.taps[n] = HALF[Math.min(n, HISTORY - n)]!;
   kernel.taps[TAPS] = 0;
