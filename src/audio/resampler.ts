@@ -113,9 +113,8 @@ export class Resampler {
    * integers are exact in f32), so handing a window over is one copy.
    */
   readonly #work = new Float32Array(HISTORY + BLOCK);
-  /** A view of the filled part of #work, for a fill length that came twice in a row. */
+  /** The filled part of #work last handed to the kernel. */
   #window = this.#work.subarray(0, 0);
-  #lastFill = -1;
   #out = new Int16Array(512);
   #outLength = 0;
   /** The view last returned; handed out again while the output length repeats (fixed-size chunks). */
@@ -232,15 +231,9 @@ export class Resampler {
     const work = this.#work;
     const first = HISTORY + this.#skip;
     if (first < fill) {
-      // Handed over as one copy through a view of the filled part, kept while its length repeats
-      // (fixed-size chunks); a length seen for the first time goes by hand, allocating nothing.
-      if (this.#window.length === fill) KERNEL.work.set(this.#window);
-      else {
-        const into = KERNEL.work;
-        for (let i = 0; i < fill; i++) into[i] = work[i]!;
-        if (fill === this.#lastFill) this.#window = work.subarray(0, fill);
-      }
-      this.#lastFill = fill;
+      // One copy through a view of the filled part, kept while its length repeats (as #result's).
+      if (this.#window.length !== fill) this.#window = work.subarray(0, fill);
+      KERNEL.work.set(this.#window);
       const count = KERNEL.filter(first, fill);
       const from = KERNEL.out;
       const out = this.#out;
