@@ -2,7 +2,8 @@
  * The resampler's inner loop as WebAssembly SIMD: one output of the 63-tap low-pass per call of the
  * loop, as a dot product of the taps with the window, four lanes at a time (f32x4). The source is
  * `decimatorKernel.wat` beside this file; the bytes below are its compilation (wabt's wat2wasm, SIMD
- * on), and `test/audio/decimatorKernel.test.ts` fails when the two drift apart.
+ * on), and `test/audio/decimatorKernel.test.ts` fails when the two drift apart, printing the new
+ * compilation's base64 to paste below after an edit of the .wat.
  *
  * One instance serves every resampler in the process: a call copies its window in, runs, and copies
  * the outputs out, synchronously, so no two resamplers ever share the memory at once.
