@@ -14,6 +14,7 @@ import { pino } from 'pino';
 import type { EnvConfig } from '../config/env.ts';
 import { loadEnv } from '../config/env.ts';
 import { ConfigError } from '../errors.ts';
+import { createLogger } from '../observability/logger.ts';
 import { createConfigService } from '../store/configService.ts';
 import type { ConfigService, ConfigValues, IncomingDocument, PutOutcome } from '../store/configService.ts';
 import { fillEmptyStore, readDocumentFiles } from '../store/configStore.ts';
@@ -44,7 +45,7 @@ export async function importDocuments(
 /** The configured database as a config service, with the engines' invalidation bus when there is one. */
 async function openConfig(env: EnvConfig): Promise<{ config: ConfigService; close(): Promise<void> }> {
   // Problems go to stderr; stdout carries the export.
-  const log = pino({ level: env.logLevel === 'info' ? 'warn' : env.logLevel }, pino.destination(2));
+  const log = createLogger(env.logLevel === 'info' ? 'warn' : env.logLevel, pino.destination(2));
   const db = await openDb({ databaseUrl: env.databaseUrl, dataDir: env.dataDir, log, holder: 'command' });
   try {
     const store = createSqlConfigStore(db);
