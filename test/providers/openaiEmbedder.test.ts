@@ -53,12 +53,13 @@ describe('createOpenAiEmbedder', () => {
     expect(embedder.dimensions).toBe(1536);
   });
 
-  it('decodes the base64 the SDK asks for into the vectors the fake meant, at unit length', async () => {
+  it('asks for base64 with the bearer key and decodes it into the vectors the fake meant, at unit length', async () => {
     const { server, embedder } = await setUp();
 
     const [a, b] = await embedder.embed(['book a repair', 'cancel my visit']);
 
     expect(server.requests[0]?.body['encoding_format']).toBe('base64');
+    expect(server.requests[0]?.headers.authorization).toBe('Bearer test-key');
     expectClose(a, expectedVector('book a repair'));
     expectClose(b, expectedVector('cancel my visit'));
     expect(lengthOf(a)).toBeCloseTo(1, 5);
@@ -202,6 +203,41 @@ describe('createOpenAiEmbedder', () => {
         expect(server.requests).toHaveLength(2);
       },
     );
+
+    it("quotes the provider's message with the API key masked", async () => {
+      const { server, embedder } = await setUp();
+      server.script({ type: 'error', status: 401, message: 'Incorrect API key provided: test-key' });
+
+      const err = await appErrorOf(embedder.embed(['hello']));
+
+      expect(err.code).toBe('ERR_EMBEDDINGS_FAILED');
+      expect(err.message).toContain('HTTP 401');
+      expect(err.message).toContain('Incorrect API key provided');
+      expect(err.message).not.toContain('test-key');
+    });
+
+    it('an answer that is not JSON: ERR_EMBEDDINGS_FAILED, not retryable, nothing cached', async () => {
+      const { server, embedder } = await setUp();
+      server.script({ type: 'garbage', body: '<html>gateway</html>' });
+
+      const err = await appErrorOf(embedder.embed(['hello']));
+
+      expect(err.code).toBe('ERR_EMBEDDINGS_FAILED');
+      expect(err.retryable).toBe(false);
+      expectClose((await embedder.embed(['hello']))[0], expectedVector('hello'));
+    });
+
+    it('a refused connection: ERR_EMBEDDINGS_FAILED, retryable', async () => {
+      const { server } = await setUp();
+      const baseURL = server.baseURL;
+      await server.close();
+      const embedder = createOpenAiEmbedder({ apiKey: 'test-key', baseURL });
+
+      const err = await appErrorOf(embedder.embed(['hello']));
+
+      expect(err.code).toBe('ERR_EMBEDDINGS_FAILED');
+      expect(err.retryable).toBe(true);
+    });
 
     it('rejects every caller sharing a failed batch', async () => {
       const { server, embedder } = await setUp();

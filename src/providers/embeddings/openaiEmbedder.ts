@@ -2,14 +2,21 @@
  * Embedder over OpenAI embeddings. Concurrent calls made in the same event-loop turn share one HTTP
  * request, and vectors are cached by text, so repeated phrases ("yes", "no", "that's right") cost
  * nothing after the first time.
+ *
+ * It speaks HTTP itself (src/providers/http/), as the LLM and speech adapters do, rather than through
+ * the `openai` SDK: a Tier 2 turn on a new utterance waits on one embeddings request, and through the
+ * SDK each cost about 0.55 ms of CPU against about 0.1 ms here (README, "Packages"). Vectors are asked
+ * for as base64 (a quarter of the JSON's size, decoded straight into floats); a server that ignores
+ * `encoding_format` and answers arrays of numbers works too.
  */
-import OpenAI, { APIConnectionError, APIError } from 'openai';
 import { AppError } from '../../errors.ts';
+import { OPENAI_API_BASE_URL, createHttpClient, isSuccessStatus, readBodyText } from '../http/httpClient.ts';
+import { startDeadline } from '../requestDeadline.ts';
 import type { Embedder } from './embedder.ts';
 
 export interface OpenAiEmbedderOptions {
   readonly apiKey: string;
-  /** Must include `/v1`. Defaults to the SDK's. */
+  /** Must include `/v1`. Default https://api.openai.com/v1. */
   readonly baseURL?: string;
   /** Default text-embedding-3-small. */
   readonly model?: string;
@@ -34,6 +41,19 @@ const MODEL_DIMENSIONS: Readonly<Record<string, number>> = {
   'text-embedding-ada-002': 1536,
 };
 
+/** The fields of an embeddings response this adapter reads. */
+interface EmbeddingItem {
+  readonly index?: unknown;
+  readonly embedding?: unknown;
+}
+interface EmbeddingsResponse {
+  readonly data?: unknown;
+  readonly usage?: { readonly prompt_tokens?: unknown };
+}
+
+/** Room for the JSON around the vectors of one response. */
+const RESPONSE_OVERHEAD_BYTES = 1024 * 1024;
+
 interface Waiter {
   readonly text: string;
   readonly resolve: (vector: Float32Array) => void;
@@ -53,53 +73,75 @@ export function createOpenAiEmbedder(options: OpenAiEmbedderOptions): Embedder {
   }
   const maxBatch = Math.max(1, options.maxBatch ?? 256);
   const cache = new LruCache<Float32Array>(options.cacheSize ?? 2000);
-  const client = new OpenAI({
-    apiKey: options.apiKey,
-    maxRetries: 0,
-    timeout: options.timeoutMs ?? 10_000,
-    ...(options.baseURL === undefined ? {} : { baseURL: options.baseURL }),
-  });
+  const timeoutMs = options.timeoutMs ?? 10_000;
+  // No retries: a turn waits on this; callers decide what a failure means (Tier 3, a fallback).
+  const http = createHttpClient({ apiKey: options.apiKey, baseURL: options.baseURL ?? OPENAI_API_BASE_URL });
+  // The largest answer a full batch can bring, as base64 or (from a server ignoring the encoding)
+  // as decimal numbers of up to ~25 characters each; anything beyond is not an embeddings answer.
+  const maxResponseBytes = maxBatch * dimensions * 25 + RESPONSE_OVERHEAD_BYTES;
 
   // Texts waiting for the next flush, and texts already requested (so a text is fetched once).
   let queue: Waiter[] = [];
   const inFlight = new Map<string, Promise<Float32Array>>();
 
-  const fetchBatch = async (batch: readonly Waiter[]): Promise<void> => {
+  /** One embeddings request: the vectors in input order, normalised. Errors are AppErrors. */
+  const request = async (texts: readonly string[]): Promise<Float32Array[]> => {
     const startedAt = performance.now();
+    // Not tied to any caller's signal: the request is shared, and its vectors fill the cache.
+    const deadline = startDeadline(undefined, timeoutMs);
     try {
-      // No encoding_format: the SDK then asks for base64 and decodes it, which is smaller on the wire.
-      const response = await client.embeddings.create({
-        model,
-        input: batch.map((w) => w.text),
-        ...(options.dimensions === undefined ? {} : { dimensions: options.dimensions }),
+      const response = await http.request({
+        method: 'POST',
+        path: '/embeddings',
+        json: {
+          model,
+          input: texts,
+          encoding_format: 'base64',
+          ...(options.dimensions === undefined ? {} : { dimensions: options.dimensions }),
+        },
+        signal: deadline.signal,
       });
+      if (!isSuccessStatus(response.status)) {
+        const status = response.status;
+        const message = await http.errorMessage(response);
+        throw new AppError('ERR_EMBEDDINGS_FAILED', `OpenAI embeddings failed: HTTP ${status}: ${message}`, {
+          retryable: status === 408 || status === 429 || status >= 500,
+        });
+      }
+      let parsed: EmbeddingsResponse;
+      try {
+        parsed = JSON.parse(await readBodyText(response.body, maxResponseBytes)) as EmbeddingsResponse;
+      } catch (err) {
+        if (deadline.endedBy === 'timeout') throw err;
+        throw new AppError('ERR_EMBEDDINGS_FAILED', 'OpenAI embeddings failed: the answer is not JSON', {
+          cause: err,
+        });
+      }
+      const vectors = vectorsOf(parsed, texts.length, dimensions);
+      const inputTokens = parsed.usage?.prompt_tokens;
       options.onUsage?.({
         model,
-        inputTokens: response.usage.prompt_tokens,
+        inputTokens: typeof inputTokens === 'number' ? inputTokens : 0,
         durationMs: performance.now() - startedAt,
       });
-      const vectors = new Array<Float32Array | undefined>(batch.length);
-      for (const item of response.data) {
-        if (item.embedding.length !== dimensions) {
-          throw new AppError(
-            'ERR_EMBEDDINGS_FAILED',
-            `Embedding has ${item.embedding.length} dimensions, expected ${dimensions}`,
-          );
-        }
-        vectors[item.index] = normalise(Float32Array.from(item.embedding));
-      }
+      return vectors;
+    } catch (err) {
+      throw toAppError(err, deadline.endedBy === 'timeout' ? timeoutMs : null, (text) => http.redact(text));
+    } finally {
+      deadline.dispose();
+    }
+  };
+
+  const fetchBatch = async (batch: readonly Waiter[]): Promise<void> => {
+    try {
+      const vectors = await request(batch.map((w) => w.text));
       batch.forEach((waiter, i) => {
-        const vector = vectors[i];
-        if (vector === undefined) {
-          waiter.reject(new AppError('ERR_EMBEDDINGS_FAILED', `No embedding returned for input ${i}`));
-          return;
-        }
+        const vector = vectors[i]!;
         cache.set(waiter.text, vector);
         waiter.resolve(vector);
       });
     } catch (err) {
-      const error = toAppError(err);
-      for (const waiter of batch) waiter.reject(error);
+      for (const waiter of batch) waiter.reject(err);
     } finally {
       for (const waiter of batch) inFlight.delete(waiter.text);
     }
@@ -169,19 +211,77 @@ function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
   });
 }
 
-function toAppError(err: unknown): AppError {
+/**
+ * The vectors of an answer, in input order and normalised: `count` of them, each of `dimensions`
+ * floats, given as base64 of little-endian float32 or as an array of numbers.
+ */
+function vectorsOf(answer: EmbeddingsResponse, count: number, dimensions: number): Float32Array[] {
+  const vectors = new Array<Float32Array | undefined>(count);
+  const items: readonly unknown[] = Array.isArray(answer.data) ? answer.data : [];
+  for (const item of items) {
+    const { index, embedding } = (typeof item === 'object' && item !== null ? item : {}) as EmbeddingItem;
+    if (typeof index !== 'number' || !Number.isInteger(index) || index < 0 || index >= count) {
+      throw new AppError(
+        'ERR_EMBEDDINGS_FAILED',
+        `OpenAI embeddings failed: an embedding has no valid index`,
+      );
+    }
+    const vector = decodeEmbedding(embedding);
+    if (vector.length !== dimensions) {
+      throw new AppError(
+        'ERR_EMBEDDINGS_FAILED',
+        `Embedding has ${vector.length} dimensions, expected ${dimensions}`,
+      );
+    }
+    vectors[index] = normalise(vector);
+  }
+  return vectors.map((vector, i) => {
+    if (vector === undefined) {
+      throw new AppError('ERR_EMBEDDINGS_FAILED', `No embedding returned for input ${i}`);
+    }
+    return vector;
+  });
+}
+
+function decodeEmbedding(embedding: unknown): Float32Array {
+  if (typeof embedding === 'string') {
+    const bytes = Buffer.from(embedding, 'base64');
+    if (bytes.length % 4 !== 0) {
+      throw new AppError('ERR_EMBEDDINGS_FAILED', 'OpenAI embeddings failed: a base64 vector is not float32');
+    }
+    // Copied out of the (pooled, possibly unaligned) buffer into a vector of its own.
+    const vector = new Float32Array(bytes.length / 4);
+    new Uint8Array(vector.buffer).set(bytes);
+    return vector;
+  }
+  if (Array.isArray(embedding) && embedding.every((v) => typeof v === 'number')) {
+    return Float32Array.from(embedding);
+  }
+  throw new AppError(
+    'ERR_EMBEDDINGS_FAILED',
+    'OpenAI embeddings failed: an embedding is neither base64 nor numbers',
+  );
+}
+
+/**
+ * Any failure of a request as ERR_EMBEDDINGS_FAILED: HTTP statuses keep their retryability; a
+ * timeout, a refused or dropped connection are retryable. Provider text has the API key masked.
+ */
+function toAppError(
+  err: unknown,
+  timedOutAfterMs: number | null,
+  redact: (text: string) => string,
+): AppError {
   if (err instanceof AppError) return err;
-  if (err instanceof APIError && typeof err.status === 'number') {
-    const retryable = err.status === 408 || err.status === 429 || err.status >= 500;
-    return new AppError('ERR_EMBEDDINGS_FAILED', `OpenAI embeddings failed: ${err.message}`, {
-      retryable,
+  if (timedOutAfterMs !== null) {
+    return new AppError('ERR_EMBEDDINGS_FAILED', `OpenAI embeddings timed out after ${timedOutAfterMs} ms`, {
+      retryable: true,
       cause: err,
     });
   }
-  const retryable = err instanceof APIConnectionError;
   const message = err instanceof Error ? err.message : String(err);
-  return new AppError('ERR_EMBEDDINGS_FAILED', `OpenAI embeddings failed: ${message}`, {
-    retryable,
+  return new AppError('ERR_EMBEDDINGS_FAILED', `OpenAI embeddings failed: ${redact(message)}`, {
+    retryable: true,
     cause: err,
   });
 }
