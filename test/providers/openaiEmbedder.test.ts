@@ -249,13 +249,31 @@ describe('createOpenAiEmbedder', () => {
       expect(server.requests).toHaveLength(1);
     });
 
-    it('vectors of the wrong size (a server ignoring dimensions): ERR_EMBEDDINGS_FAILED', async () => {
-      const { embedder } = await setUp({ embeddingDimensions: 512 }, { dimensions: 256 });
+    it('vectors of the wrong size (a server ignoring dimensions): ERR_EMBEDDINGS_FAILED, usage still reported', async () => {
+      const usages: number[] = [];
+      const { embedder } = await setUp(
+        { embeddingDimensions: 512 },
+        { dimensions: 256, onUsage: (u) => usages.push(u.inputTokens) },
+      );
 
       const err = await appErrorOf(embedder.embed(['hello']));
 
       expect(err.code).toBe('ERR_EMBEDDINGS_FAILED');
       expect(err.message).toContain('512');
+      // The provider answered, so the request was billed.
+      expect(usages).toHaveLength(1);
+      expect(usages[0]).toBeGreaterThan(0);
+    });
+
+    it('an answer larger than a full batch can be is cut off: ERR_EMBEDDINGS_FAILED', async () => {
+      // One input of 16 floats: the limit is 1 MiB of JSON around it plus 400 bytes.
+      const { server, embedder } = await setUp({}, { maxBatch: 1, dimensions: 16 });
+      server.script({ type: 'garbage', body: 'x'.repeat(1024 * 1024 + 1000) });
+
+      const err = await appErrorOf(embedder.embed(['hello']));
+
+      expect(err.code).toBe('ERR_EMBEDDINGS_FAILED');
+      expect(err.message).toMatch(/larger than \d+ bytes/);
     });
 
     it('timeout: ERR_EMBEDDINGS_FAILED, retryable', async () => {

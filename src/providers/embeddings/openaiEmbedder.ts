@@ -10,7 +10,8 @@
  * `encoding_format` and answers arrays of numbers works too.
  */
 import { AppError } from '../../errors.ts';
-import { OPENAI_API_BASE_URL, createHttpClient, isSuccessStatus, readBodyText } from '../http/httpClient.ts';
+import { readBody } from '../../readBody.ts';
+import { OPENAI_API_BASE_URL, createHttpClient, isSuccessStatus } from '../http/httpClient.ts';
 import { startDeadline } from '../requestDeadline.ts';
 import type { Embedder } from './embedder.ts';
 
@@ -108,22 +109,29 @@ export function createOpenAiEmbedder(options: OpenAiEmbedderOptions): Embedder {
           retryable: status === 408 || status === 429 || status >= 500,
         });
       }
+      const read = await readBody(response.body, maxResponseBytes);
+      if (read.truncated) {
+        throw new AppError(
+          'ERR_EMBEDDINGS_FAILED',
+          `OpenAI embeddings failed: the answer is larger than ${maxResponseBytes} bytes`,
+        );
+      }
       let parsed: EmbeddingsResponse;
       try {
-        parsed = JSON.parse(await readBodyText(response.body, maxResponseBytes)) as EmbeddingsResponse;
+        parsed = JSON.parse(read.body.toString('utf8')) as EmbeddingsResponse;
       } catch (err) {
-        if (deadline.endedBy === 'timeout') throw err;
         throw new AppError('ERR_EMBEDDINGS_FAILED', 'OpenAI embeddings failed: the answer is not JSON', {
           cause: err,
         });
       }
-      const vectors = vectorsOf(parsed, texts.length, dimensions);
+      // Billed once answered, whether or not its vectors turn out usable.
       const inputTokens = parsed.usage?.prompt_tokens;
       options.onUsage?.({
         model,
         inputTokens: typeof inputTokens === 'number' ? inputTokens : 0,
         durationMs: performance.now() - startedAt,
       });
+      const vectors = vectorsOf(parsed, texts.length, dimensions);
       return vectors;
     } catch (err) {
       throw toAppError(err, deadline.endedBy === 'timeout' ? timeoutMs : null, (text) => http.redact(text));
