@@ -1,7 +1,7 @@
 /**
- * The caller's signal and a request's own timers, merged into the one signal handed to a vendor SDK.
- * It remembers which fired first, because the SDKs report both as the same "user abort". Shared by
- * the LLM and TTS adapters.
+ * The caller's signal and a request's own timers, merged into the one signal handed to the HTTP
+ * client. It remembers which fired first, because the request reports both as the same abort.
+ * Shared by the LLM, TTS and embeddings adapters.
  */
 
 export interface RequestDeadline {
@@ -27,8 +27,8 @@ export function startDeadline(
 ): RequestDeadline {
   const controller = new AbortController();
   let endedBy: 'aborted' | 'timeout' | null = null;
-  // Abort without a reason: the SDKs recognise the default AbortError as a cancellation, while a
-  // custom reason would surface from fetch as an unrelated error.
+  // Abort without a reason: the default AbortError is what every consumer recognises as a
+  // cancellation; a custom reason would surface as an unrelated error.
   const end = (why: 'aborted' | 'timeout') => {
     if (endedBy !== null) return;
     endedBy = why;

@@ -88,6 +88,8 @@ export interface FakeTranscriptionRequest {
 
 export type FakeTranscriptionReply =
   | { readonly type: 'text'; readonly text: string; readonly delayMs?: number }
+  /** 200 with this body as it is (e.g. an HTML page from a proxy). */
+  | { readonly type: 'raw'; readonly body: string; readonly contentType?: string }
   | FakeAudioErrorReply
   | FakeHangReply;
 
@@ -351,6 +353,11 @@ export async function startFakeAudioServer(options: FakeAudioOptions = {}): Prom
         sendError(res, reply.status, reply.message ?? `fake error ${reply.status}`);
         return;
       case 'hang':
+        return;
+      case 'raw':
+        finished = true;
+        res.writeHead(200, { 'content-type': reply.contentType ?? 'text/html' });
+        res.end(reply.body);
         return;
       case 'text': {
         if (reply.delayMs !== undefined) await new Promise((r) => setTimeout(r, reply.delayMs));

@@ -101,6 +101,37 @@ describe('createHttpClient', () => {
     expect(sent!.headers['user-agent']).toMatch(/^switchboard/);
   });
 
+  it('sends a raw body as it is, with its content type and length', async () => {
+    const text = '--x\r\nContent-Disposition: form-data; name="model"\r\n\r\nwhisper\r\n--x--\r\n';
+    const data = new Uint8Array(Buffer.from(text));
+    const response = await client.request({
+      method: 'POST',
+      path: '/audio/transcriptions',
+      body: { contentType: 'multipart/form-data; boundary=x', data },
+      signal: never,
+    });
+    await readBodyText(response.body, 1000);
+    const [sent] = seen;
+    expect(sent!.body).toBe(text);
+    expect(sent!.headers).toMatchObject({
+      'content-type': 'multipart/form-data; boundary=x',
+      'content-length': String(data.byteLength),
+    });
+  });
+
+  it('refuses a request with both json and body, without a request', async () => {
+    await expect(
+      client.request({
+        method: 'POST',
+        path: '/x',
+        json: {},
+        body: { contentType: 'text/plain', data: new Uint8Array(1) },
+        signal: never,
+      }),
+    ).rejects.toThrow(/json or body/);
+    expect(seen).toHaveLength(0);
+  });
+
   it('sends the fixed headers with every request; they cannot replace the ones the client sets', async () => {
     const versioned = createHttpClient({
       baseURL,

@@ -235,6 +235,49 @@ describe('createHttpTranscriptionStt', () => {
     expect(server.transcriptionRequests).toHaveLength(2);
   });
 
+  it('sends a prompt with quotes, line breaks and non-ASCII text intact', async () => {
+    const prompt = 'Riverside "Plumbing" & Drain\r\nZürich, Straße — São Paulo';
+    const { callbacks, log } = recorder();
+    const s = open(callbacks, { prompt });
+    utter(s, 10);
+    await waitFor(() => log.some((l) => l.startsWith('final:')));
+    expect((await server.transcriptionSettled(0)).fields.prompt).toBe(prompt);
+  });
+
+  it("quotes the provider's message with the API key masked", async () => {
+    server.scriptTranscriptions({
+      type: 'error',
+      status: 401,
+      message: 'Incorrect API key provided: test-key',
+    });
+    const { callbacks, errors } = recorder();
+    const s = open(callbacks);
+    utter(s, 10);
+    await waitFor(() => errors.length === 1);
+    expect(errors[0]).toMatchObject({ code: 'ERR_STT_HTTP', status: 401, retryable: false });
+    expect(errors[0]!.message).toContain('Incorrect API key provided');
+    expect(errors[0]!.message).not.toContain('test-key');
+  });
+
+  it('an answer that is not JSON is a non-fatal ERR_STT_BAD_RESPONSE', async () => {
+    server.scriptTranscriptions({ type: 'raw', body: '<html>502 Bad Gateway</html>' });
+    const { callbacks, errors } = recorder();
+    const s = open(callbacks);
+    utter(s, 10);
+    await waitFor(() => errors.length === 1);
+    expect(errors[0]).toMatchObject({ code: 'ERR_STT_BAD_RESPONSE', fatal: false });
+  });
+
+  it('a refused connection is a non-fatal, retryable ERR_STT_CONNECTION', async () => {
+    const baseURL = server.baseURL;
+    await server.close();
+    const { callbacks, errors } = recorder();
+    const s = open(callbacks, { baseURL });
+    utter(s, 10);
+    await waitFor(() => errors.length === 1);
+    expect(errors[0]).toMatchObject({ code: 'ERR_STT_CONNECTION', fatal: false, retryable: true });
+  });
+
   it('times out an upload that never answers', async () => {
     server.scriptTranscriptions({ type: 'hang' });
     const { callbacks, errors } = recorder();

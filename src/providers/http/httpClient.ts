@@ -2,7 +2,7 @@
  * A small HTTP/1.1 client for the LLM and speech APIs (OpenAI-compatible ones and Anthropic's), on
  * `node:http` / `node:https` (chosen by the base URL's protocol) with one keep-alive Agent per client,
  * so requests reuse connections and TLS sessions. It does what the streamed chat and speech adapters
- * need and no more: a JSON request with the bearer key and any fixed headers the API asks for (e.g.
+ * need and no more: a JSON (or, for uploads, raw) request with the bearer key and any fixed headers the API asks for (e.g.
  * `anthropic-version`), the status and headers, the body as the IncomingMessage to stream, and abort.
  *
  * Sockets: a response read to its end returns its socket to the pool; a destroyed response (abort,
@@ -38,8 +38,10 @@ export interface HttpRequest {
   readonly method: 'GET' | 'POST';
   /** Appended to the base URL's path, e.g. `/chat/completions`. */
   readonly path: string;
-  /** Sent as the JSON body (`content-type: application/json`). */
+  /** Sent as the JSON body (`content-type: application/json`). Not with `body`. */
   readonly json?: unknown;
+  /** Sent as the body as it is, with its content type (e.g. a multipart upload). Not with `json`. */
+  readonly body?: { readonly contentType: string; readonly data: Uint8Array };
   /** The `accept` header. Default `application/json`. */
   readonly accept?: string;
   /** Aborting it closes the request on the wire at any stage; already aborted => no request at all. */
@@ -128,14 +130,23 @@ export function createHttpClient(options: HttpClientOptions): HttpClient {
           reject(new HttpAbortError());
           return;
         }
-        const payload = request.json === undefined ? undefined : JSON.stringify(request.json);
+        if (request.json !== undefined && request.body !== undefined) {
+          reject(new TypeError('an HTTP request takes json or body, not both'));
+          return;
+        }
         const headers: Record<string, string> = {
           ...fixedHeaders,
           accept: request.accept ?? 'application/json',
         };
-        if (payload !== undefined) {
+        let payload: string | Uint8Array | undefined;
+        if (request.json !== undefined) {
+          payload = JSON.stringify(request.json);
           headers['content-type'] = 'application/json';
           headers['content-length'] = String(Buffer.byteLength(payload));
+        } else if (request.body !== undefined) {
+          payload = request.body.data;
+          headers['content-type'] = request.body.contentType;
+          headers['content-length'] = String(payload.byteLength);
         }
         const req = transport.request({
           protocol,

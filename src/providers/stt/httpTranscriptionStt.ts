@@ -1,15 +1,25 @@
 /**
  * SttProvider for OpenAI-compatible servers that only offer `POST /v1/audio/transcriptions` (local
  * Whisper servers, or OpenAI without Realtime). A VAD supplied by the caller cuts the μ-law stream
- * into utterances; each is decoded to a 16-bit PCM WAV and uploaded through the `openai` SDK.
+ * into utterances; each is decoded to a 16-bit PCM WAV and uploaded as `multipart/form-data` through
+ * our own HTTP client (src/providers/http/), as the LLM, speech and embeddings adapters do; loading the
+ * `openai` SDK for it added about 45 ms to every start of the engine, whichever STT it used.
  *
  * Latency: the upload starts when the VAD reports the end of speech, so the final text arrives one
  * request later than Realtime's would. There are no partial transcripts in this mode.
  */
 import { Vad } from '../../audio/vad.ts';
 import type { VadOptions } from '../../audio/vad.ts';
-import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError, toFile } from 'openai';
+import { randomBytes } from 'node:crypto';
 import type { Transcription } from 'openai/resources/audio/transcriptions';
+import { readBody } from '../../readBody.ts';
+import {
+  HttpAbortError,
+  OPENAI_API_BASE_URL,
+  createHttpClient,
+  isSuccessStatus,
+  type HttpClient,
+} from '../http/httpClient.ts';
 import {
   SttError,
   callSafely,
@@ -47,7 +57,7 @@ export function localSegmentingVad(options?: VadOptions): SttVad {
 
 export interface HttpTranscriptionSttOptions {
   readonly apiKey: string;
-  /** Must include `/v1`. Defaults to the SDK's (OPENAI_BASE_URL or https://api.openai.com/v1). */
+  /** Must include `/v1`. Default https://api.openai.com/v1 (the app passes STT_BASE_URL or OPENAI_BASE_URL). */
   readonly baseURL?: string;
   /** Default gpt-4o-mini-transcribe; local servers often want e.g. 'whisper-1' or their own name. */
   readonly model?: string;
@@ -72,6 +82,8 @@ export interface HttpTranscriptionSttOptions {
 
 const DEFAULT_MODEL = 'gpt-4o-mini-transcribe';
 const MULAW_BYTES_PER_SECOND = 8000;
+/** The most of a transcription answer that is read: its JSON is a line of text and a usage object. */
+const MAX_ANSWER_BYTES = 1024 * 1024;
 
 interface Utterance {
   readonly id: string;
@@ -81,14 +93,13 @@ interface Utterance {
   readonly pieces: Promise<string>[];
 }
 
-/** Creates the batch STT provider. One SDK instance serves every session, so connections are reused. */
+/** Creates the batch STT provider. One connection pool serves every session, so connections are reused. */
 export function createHttpTranscriptionStt(options: HttpTranscriptionSttOptions): SttProvider {
   const model = options.model ?? DEFAULT_MODEL;
-  // No SDK retries: by the time a retry answered, the caller would have moved on.
-  const client = new OpenAI({
+  // No retries: by the time a retry answered, the caller would have moved on.
+  const client = createHttpClient({
     apiKey: options.apiKey,
-    maxRetries: 0,
-    ...(options.baseURL === undefined ? {} : { baseURL: options.baseURL }),
+    baseURL: options.baseURL ?? OPENAI_API_BASE_URL,
   });
   return {
     provider: 'openai',
@@ -98,7 +109,7 @@ export function createHttpTranscriptionStt(options: HttpTranscriptionSttOptions)
 }
 
 function openSession(
-  client: OpenAI,
+  client: HttpClient,
   model: string,
   options: HttpTranscriptionSttOptions,
   callbacks: SttCallbacks,
@@ -129,24 +140,49 @@ function openSession(
     bytesSent += mulaw.length;
     const timeout = AbortSignal.timeout(timeoutMs);
     try {
-      const file = await toFile(encodeWav(mulaw), `utterance-${utteranceId}.wav`, { type: 'audio/wav' });
-      const result: Transcription = await client.audio.transcriptions.create(
-        {
-          file,
-          model,
-          response_format: 'json',
-          ...(options.language === undefined ? {} : { language: options.language }),
-          ...(options.prompt === undefined ? {} : { prompt: options.prompt }),
-        },
-        { signal: AbortSignal.any([sessionAbort.signal, timeout]) },
+      const fields: [string, string][] = [
+        ['model', model],
+        ['response_format', 'json'],
+        ...(options.language === undefined ? [] : [['language', options.language] as [string, string]]),
+        ...(options.prompt === undefined ? [] : [['prompt', options.prompt] as [string, string]]),
+      ];
+      const form = multipartForm(
+        { name: 'file', filename: `utterance-${utteranceId}.wav`, type: 'audio/wav', data: encodeWav(mulaw) },
+        fields,
       );
-      if (typeof result.text !== 'string') {
+      const response = await client.request({
+        method: 'POST',
+        path: '/audio/transcriptions',
+        body: form,
+        signal: AbortSignal.any([sessionAbort.signal, timeout]),
+      });
+      if (!isSuccessStatus(response.status)) {
+        const status = response.status;
+        const message = await client.errorMessage(response);
+        throw new SttError('ERR_STT_HTTP', `transcription answered HTTP ${status}: ${message}`, {
+          fatal: false,
+          status,
+          retryable: status === 408 || status === 429 || status >= 500,
+        });
+      }
+      const read = await readBody(response.body, MAX_ANSWER_BYTES);
+      let result: Partial<Transcription>;
+      try {
+        if (read.truncated) throw new Error(`longer than ${MAX_ANSWER_BYTES} bytes`);
+        result = JSON.parse(read.body.toString('utf8')) as Partial<Transcription>;
+      } catch (err) {
+        throw new SttError('ERR_STT_BAD_RESPONSE', 'transcription answer is not JSON', {
+          fatal: false,
+          cause: err,
+        });
+      }
+      if (typeof result !== 'object' || result === null || typeof result.text !== 'string') {
         throw new SttError('ERR_STT_BAD_RESPONSE', 'transcription answer has no text', { fatal: false });
       }
       reportUsage(mulaw.length, result.usage);
       return result.text.trim();
     } catch (err) {
-      throw translateError(err, timeout.aborted, timeoutMs);
+      throw translateError(err, timeout.aborted, timeoutMs, client);
     }
   };
 
@@ -292,33 +328,59 @@ function concat(frames: readonly Uint8Array[]): Uint8Array {
   return out;
 }
 
-/** Maps whatever the SDK (or fetch beneath it) threw onto a non-fatal SttError. */
-function translateError(err: unknown, timedOut: boolean, timeoutMs: number): SttError {
+interface FormFile {
+  readonly name: string;
+  readonly filename: string;
+  readonly type: string;
+  readonly data: Uint8Array;
+}
+
+/**
+ * A `multipart/form-data` body (RFC 7578): the file first, then the text fields (UTF-8). The
+ * boundary is random, so neither the audio nor a prompt can contain it by accident.
+ */
+export function multipartForm(
+  file: FormFile,
+  fields: readonly (readonly [string, string])[],
+): { contentType: string; data: Buffer } {
+  const boundary = `----switchboard-${randomBytes(12).toString('hex')}`;
+  const parts: Buffer[] = [
+    Buffer.from(
+      `--${boundary}\r\nContent-Disposition: form-data; name="${file.name}"; filename="${file.filename}"\r\n` +
+        `Content-Type: ${file.type}\r\n\r\n`,
+    ),
+    Buffer.from(file.data.buffer, file.data.byteOffset, file.data.byteLength),
+  ];
+  let text = '\r\n';
+  for (const [name, value] of fields) {
+    text += `--${boundary}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`;
+  }
+  text += `--${boundary}--\r\n`;
+  parts.push(Buffer.from(text, 'utf8'));
+  return { contentType: `multipart/form-data; boundary=${boundary}`, data: Buffer.concat(parts) };
+}
+
+/** Maps whatever the request threw onto a non-fatal SttError; provider text has the API key masked. */
+function translateError(err: unknown, timedOut: boolean, timeoutMs: number, client: HttpClient): SttError {
   if (err instanceof SttError) return err;
-  if (timedOut || err instanceof APIConnectionTimeoutError) {
+  if (timedOut) {
     return new SttError('ERR_STT_TIMEOUT', `transcription exceeded ${timeoutMs} ms`, {
       fatal: false,
       retryable: true,
       cause: err,
     });
   }
-  if (err instanceof APIConnectionError) {
-    return new SttError('ERR_STT_CONNECTION', `transcription connection failed: ${err.message}`, {
+  // Only close() aborts otherwise, and a closed session reports nothing; named for the logs all the same.
+  if (err instanceof HttpAbortError) {
+    return new SttError('ERR_STT_CONNECTION', 'transcription aborted: the session closed', {
       fatal: false,
-      retryable: true,
       cause: err,
     });
   }
-  if (err instanceof APIError && typeof err.status === 'number') {
-    return new SttError('ERR_STT_HTTP', `transcription answered HTTP ${err.status}: ${err.message}`, {
-      fatal: false,
-      status: err.status,
-      retryable: err.status === 408 || err.status === 429 || err.status >= 500,
-      cause: err,
-    });
-  }
-  return new SttError('ERR_STT_BAD_RESPONSE', `transcription failed: ${String(err)}`, {
+  const message = client.redact(err instanceof Error ? err.message : String(err));
+  return new SttError('ERR_STT_CONNECTION', `transcription connection failed: ${message}`, {
     fatal: false,
+    retryable: true,
     cause: err,
   });
 }

@@ -7,15 +7,15 @@
  * Why not the SDK's `OpenAIRealtimeWS` (openai/realtime/ws): it always forces a `wss:` URL (a plain
  * `ws://` fake or LAN server cannot be reached), and its own reconnect is refused for transcription
  * sessions ("requires a model session"), so it would add nothing but a second event emitter. The SDK
- * still supplies the types and the baseURL resolution.
+ * supplies the protocol's types only: type imports, erased at run time, so the engine never loads it.
  */
-import OpenAI from 'openai';
 import type {
   RealtimeServerEvent,
   RealtimeTranscriptionSessionCreateRequest,
   SessionUpdateEvent,
 } from 'openai/resources/realtime/realtime';
 import WebSocket, { type RawData } from 'ws';
+import { OPENAI_API_BASE_URL } from '../http/httpClient.ts';
 import {
   SttError,
   base64ByteLength,
@@ -31,7 +31,10 @@ import { sttCostUsd } from './sttPrices.ts';
 
 export interface OpenAiRealtimeSttOptions {
   readonly apiKey: string;
-  /** Must include `/v1`; http(s) becomes ws(s). Defaults to the SDK's (OPENAI_BASE_URL or https://api.openai.com/v1). */
+  /**
+   * Must include `/v1`; http(s) becomes ws(s). Default https://api.openai.com/v1 (the app passes
+   * STT_BASE_URL or OPENAI_BASE_URL).
+   */
   readonly baseURL?: string;
   /** Transcription model. Default gpt-4o-transcribe. */
   readonly model?: string;
@@ -144,12 +147,7 @@ export function transcriptionSessionUpdate(options: OpenAiRealtimeSttOptions): S
 /** Creates the realtime STT provider; each call opens its own socket. */
 export function createOpenAiRealtimeStt(options: OpenAiRealtimeSttOptions): SttProvider {
   const model = options.model ?? DEFAULT_MODEL;
-  // Only to resolve baseURL exactly as the SDK does (including OPENAI_BASE_URL); it sends nothing.
-  const sdk = new OpenAI({
-    apiKey: options.apiKey,
-    ...(options.baseURL === undefined ? {} : { baseURL: options.baseURL }),
-  });
-  const url = realtimeTranscriptionUrl(sdk.baseURL);
+  const url = realtimeTranscriptionUrl(options.baseURL ?? OPENAI_API_BASE_URL);
   const sessionUpdate = JSON.stringify(transcriptionSessionUpdate(options));
 
   return {
