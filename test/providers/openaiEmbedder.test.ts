@@ -265,6 +265,27 @@ describe('createOpenAiEmbedder', () => {
       expect(usages[0]).toBeGreaterThan(0);
     });
 
+    it('an answer missing one of the inputs: ERR_EMBEDDINGS_FAILED for all, nothing cached', async () => {
+      const { server, embedder } = await setUp({}, { dimensions: 4 });
+      // Two inputs asked for, one vector answered (a 200 with this JSON as it is).
+      const one = Buffer.from(new Float32Array([1, 2, 3, 4]).buffer).toString('base64');
+      server.script({
+        type: 'garbage',
+        body: JSON.stringify({ data: [{ index: 0, embedding: one }], usage: { prompt_tokens: 2 } }),
+      });
+
+      const results = await Promise.allSettled([embedder.embed(['first']), embedder.embed(['second'])]);
+
+      expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected']);
+      const err = (results[1] as PromiseRejectedResult).reason as AppError;
+      expect(err.code).toBe('ERR_EMBEDDINGS_FAILED');
+      expect(err.message).toContain('No embedding returned for input 1');
+      expect(server.requests).toHaveLength(1);
+      // Not cached: asked again, the fake now answers both.
+      expectClose((await embedder.embed(['first']))[0], expectedVector('first', 4));
+      expect(server.requests).toHaveLength(2);
+    });
+
     it('an answer larger than a full batch can be is cut off: ERR_EMBEDDINGS_FAILED', async () => {
       // One input of 16 floats: the limit is 1 MiB of JSON around it plus 400 bytes.
       const { server, embedder } = await setUp({}, { maxBatch: 1, dimensions: 16 });

@@ -243,12 +243,13 @@ function vectorsOf(answer: EmbeddingsResponse, count: number, dimensions: number
     }
     vectors[index] = normalise(vector);
   }
-  return vectors.map((vector, i) => {
-    if (vector === undefined) {
+  // A loop, not map: map skips the holes an answer with missing items leaves.
+  for (let i = 0; i < count; i++) {
+    if (vectors[i] === undefined) {
       throw new AppError('ERR_EMBEDDINGS_FAILED', `No embedding returned for input ${i}`);
     }
-    return vector;
-  });
+  }
+  return vectors as Float32Array[];
 }
 
 function decodeEmbedding(embedding: unknown): Float32Array {
