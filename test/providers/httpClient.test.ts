@@ -4,13 +4,16 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isAbortError } from '../../src/errors.ts';
 import {
   HttpAbortError,
+  HttpAnswerError,
   MAX_ERROR_BODY_BYTES,
   createHttpClient,
   drainBody,
   providerMessage,
   readBodyText,
+  readJsonBody,
   type HttpClient,
 } from '../../src/providers/http/httpClient.ts';
+import { errorOf } from '../support/errorOf.ts';
 import { waitFor } from '../support/waitFor.ts';
 
 /** What the test server saw of one request. */
@@ -336,6 +339,25 @@ describe('readBodyText', () => {
     const whole = await client.request({ method: 'GET', path: '/x', signal: never });
     expect(await readBodyText(whole.body, 10)).toBe('0123456789');
     expect(whole.body.complete).toBe(true);
+  });
+});
+
+describe('readJsonBody', () => {
+  it('parses a whole answer; refuses a longer or non-JSON one with HttpAnswerError', async () => {
+    handler = (res) => res.end('{"text":"hello"}');
+    const ok = await client.request({ method: 'GET', path: '/x', signal: never });
+    expect(await readJsonBody(ok.body, 16)).toEqual({ text: 'hello' });
+
+    const long = await client.request({ method: 'GET', path: '/x', signal: never });
+    const tooLong = await errorOf(readJsonBody(long.body, 15), HttpAnswerError);
+    expect(tooLong.message).toBe('the answer is larger than 15 bytes');
+    expect(long.body.destroyed).toBe(true);
+
+    handler = (res) => res.end('<html>gateway</html>');
+    const html = await client.request({ method: 'GET', path: '/x', signal: never });
+    expect((await errorOf(readJsonBody(html.body, 1000), HttpAnswerError)).message).toBe(
+      'the answer is not JSON',
+    );
   });
 });
 

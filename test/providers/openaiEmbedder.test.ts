@@ -279,7 +279,7 @@ describe('createOpenAiEmbedder', () => {
       expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected']);
       const err = (results[1] as PromiseRejectedResult).reason as AppError;
       expect(err.code).toBe('ERR_EMBEDDINGS_FAILED');
-      expect(err.message).toContain('No embedding returned for input 1');
+      expect(err.message).toContain('no embedding for input 1');
       expect(server.requests).toHaveLength(1);
       // Not cached: asked again, the fake now answers both.
       expectClose((await embedder.embed(['first']))[0], expectedVector('first', 4));

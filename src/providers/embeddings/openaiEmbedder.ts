@@ -10,8 +10,13 @@
  * `encoding_format` and answers arrays of numbers works too.
  */
 import { AppError } from '../../errors.ts';
-import { readBody } from '../../readBody.ts';
-import { OPENAI_API_BASE_URL, createHttpClient, isSuccessStatus } from '../http/httpClient.ts';
+import {
+  HttpAnswerError,
+  OPENAI_API_BASE_URL,
+  createHttpClient,
+  isSuccessStatus,
+  readJsonBody,
+} from '../http/httpClient.ts';
 import { startDeadline } from '../requestDeadline.ts';
 import type { Embedder } from './embedder.ts';
 
@@ -109,30 +114,15 @@ export function createOpenAiEmbedder(options: OpenAiEmbedderOptions): Embedder {
           retryable: status === 408 || status === 429 || status >= 500,
         });
       }
-      const read = await readBody(response.body, maxResponseBytes);
-      if (read.truncated) {
-        throw new AppError(
-          'ERR_EMBEDDINGS_FAILED',
-          `OpenAI embeddings failed: the answer is larger than ${maxResponseBytes} bytes`,
-        );
-      }
-      let parsed: EmbeddingsResponse;
-      try {
-        parsed = JSON.parse(read.body.toString('utf8')) as EmbeddingsResponse;
-      } catch (err) {
-        throw new AppError('ERR_EMBEDDINGS_FAILED', 'OpenAI embeddings failed: the answer is not JSON', {
-          cause: err,
-        });
-      }
+      const parsed = (await readJsonBody(response.body, maxResponseBytes)) as EmbeddingsResponse | null;
       // Billed once answered, whether or not its vectors turn out usable.
-      const inputTokens = parsed.usage?.prompt_tokens;
+      const inputTokens = parsed?.usage?.prompt_tokens;
       options.onUsage?.({
         model,
         inputTokens: typeof inputTokens === 'number' ? inputTokens : 0,
         durationMs: performance.now() - startedAt,
       });
-      const vectors = vectorsOf(parsed, texts.length, dimensions);
-      return vectors;
+      return vectorsOf(parsed ?? {}, texts.length, dimensions);
     } catch (err) {
       throw toAppError(err, deadline.endedBy === 'timeout' ? timeoutMs : null, (text) => http.redact(text));
     } finally {
@@ -238,7 +228,7 @@ function vectorsOf(answer: EmbeddingsResponse, count: number, dimensions: number
     if (vector.length !== dimensions) {
       throw new AppError(
         'ERR_EMBEDDINGS_FAILED',
-        `Embedding has ${vector.length} dimensions, expected ${dimensions}`,
+        `OpenAI embeddings failed: an embedding has ${vector.length} dimensions, expected ${dimensions}`,
       );
     }
     vectors[index] = normalise(vector);
@@ -246,7 +236,7 @@ function vectorsOf(answer: EmbeddingsResponse, count: number, dimensions: number
   // A loop, not map: map skips the holes an answer with missing items leaves.
   for (let i = 0; i < count; i++) {
     if (vectors[i] === undefined) {
-      throw new AppError('ERR_EMBEDDINGS_FAILED', `No embedding returned for input ${i}`);
+      throw new AppError('ERR_EMBEDDINGS_FAILED', `OpenAI embeddings failed: no embedding for input ${i}`);
     }
   }
   return vectors as Float32Array[];
@@ -273,8 +263,8 @@ function decodeEmbedding(embedding: unknown): Float32Array {
 }
 
 /**
- * Any failure of a request as ERR_EMBEDDINGS_FAILED: HTTP statuses keep their retryability; a
- * timeout, a refused or dropped connection are retryable. Provider text has the API key masked.
+ * Any failure of a request as ERR_EMBEDDINGS_FAILED: HTTP statuses keep their retryability; an
+ * answer too long or not JSON is not retryable; a timeout, a refused or dropped connection are. Provider text has the API key masked.
  */
 function toAppError(
   err: unknown,
@@ -282,6 +272,9 @@ function toAppError(
   redact: (text: string) => string,
 ): AppError {
   if (err instanceof AppError) return err;
+  if (err instanceof HttpAnswerError) {
+    return new AppError('ERR_EMBEDDINGS_FAILED', `OpenAI embeddings failed: ${err.message}`, { cause: err });
+  }
   if (timedOutAfterMs !== null) {
     return new AppError('ERR_EMBEDDINGS_FAILED', `OpenAI embeddings timed out after ${timedOutAfterMs} ms`, {
       retryable: true,

@@ -1,9 +1,10 @@
 /**
  * A small HTTP/1.1 client for the LLM and speech APIs (OpenAI-compatible ones and Anthropic's), on
  * `node:http` / `node:https` (chosen by the base URL's protocol) with one keep-alive Agent per client,
- * so requests reuse connections and TLS sessions. It does what the streamed chat and speech adapters
- * need and no more: a JSON (or, for uploads, raw) request with the bearer key and any fixed headers the API asks for (e.g.
- * `anthropic-version`), the status and headers, the body as the IncomingMessage to stream, and abort.
+ * so requests reuse connections and TLS sessions. It does what the chat, speech, embeddings and
+ * transcription adapters need and no more: a JSON (or, for uploads, raw) request with the bearer key
+ * and any fixed headers the API asks for (e.g. `anthropic-version`), the status and headers, the
+ * body as the IncomingMessage to stream or read (bounded), and abort.
  *
  * Sockets: a response read to its end returns its socket to the pool; a destroyed response (abort,
  * a consumer that leaves early) closes it. An aborted signal closes the request on the wire at any
@@ -217,6 +218,29 @@ export function createHttpClient(options: HttpClientOptions): HttpClient {
  */
 export async function readBodyText(body: IncomingMessage, maxBytes: number): Promise<string> {
   return (await readBody(body, maxBytes)).body.toString('utf8');
+}
+
+/** An answer that is longer than its reader allows, or not JSON (readJsonBody). */
+export class HttpAnswerError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'HttpAnswerError';
+  }
+}
+
+/**
+ * Reads `body` as one JSON value, at most `maxBytes` of it. Rejects with HttpAnswerError when it is
+ * longer (then cut off and its connection closed) or not JSON; a body that fails or is aborted
+ * rejects with that error, as readBody does.
+ */
+export async function readJsonBody(body: IncomingMessage, maxBytes: number): Promise<unknown> {
+  const read = await readBody(body, maxBytes);
+  if (read.truncated) throw new HttpAnswerError(`the answer is larger than ${maxBytes} bytes`);
+  try {
+    return JSON.parse(read.body.toString('utf8')) as unknown;
+  } catch {
+    throw new HttpAnswerError('the answer is not JSON');
+  }
 }
 
 /**

@@ -12,12 +12,13 @@ import { Vad } from '../../audio/vad.ts';
 import type { VadOptions } from '../../audio/vad.ts';
 import { randomBytes } from 'node:crypto';
 import type { Transcription } from 'openai/resources/audio/transcriptions';
-import { readBody } from '../../readBody.ts';
 import {
   HttpAbortError,
+  HttpAnswerError,
   OPENAI_API_BASE_URL,
   createHttpClient,
   isSuccessStatus,
+  readJsonBody,
   type HttpClient,
 } from '../http/httpClient.ts';
 import {
@@ -140,20 +141,22 @@ function openSession(
     bytesSent += mulaw.length;
     const timeout = AbortSignal.timeout(timeoutMs);
     try {
-      const fields: [string, string][] = [
+      const fields: [name: string, value: string][] = [
         ['model', model],
         ['response_format', 'json'],
-        ...(options.language === undefined ? [] : [['language', options.language] as [string, string]]),
-        ...(options.prompt === undefined ? [] : [['prompt', options.prompt] as [string, string]]),
       ];
-      const form = multipartForm(
-        { name: 'file', filename: `utterance-${utteranceId}.wav`, type: 'audio/wav', data: encodeWav(mulaw) },
-        fields,
-      );
+      if (options.language !== undefined) fields.push(['language', options.language]);
+      if (options.prompt !== undefined) fields.push(['prompt', options.prompt]);
+      const wav = {
+        name: 'file',
+        filename: `utterance-${utteranceId}.wav`,
+        type: 'audio/wav',
+        data: encodeWav(mulaw),
+      };
       const response = await client.request({
         method: 'POST',
         path: '/audio/transcriptions',
-        body: form,
+        body: multipartForm(wav, fields),
         signal: AbortSignal.any([sessionAbort.signal, timeout]),
       });
       if (!isSuccessStatus(response.status)) {
@@ -165,17 +168,7 @@ function openSession(
           retryable: status === 408 || status === 429 || status >= 500,
         });
       }
-      const read = await readBody(response.body, MAX_ANSWER_BYTES);
-      let result: Partial<Transcription>;
-      try {
-        if (read.truncated) throw new Error(`longer than ${MAX_ANSWER_BYTES} bytes`);
-        result = JSON.parse(read.body.toString('utf8')) as Partial<Transcription>;
-      } catch (err) {
-        throw new SttError('ERR_STT_BAD_RESPONSE', 'transcription answer is not JSON', {
-          fatal: false,
-          cause: err,
-        });
-      }
+      const result = (await readJsonBody(response.body, MAX_ANSWER_BYTES)) as Partial<Transcription> | null;
       if (typeof result !== 'object' || result === null || typeof result.text !== 'string') {
         throw new SttError('ERR_STT_BAD_RESPONSE', 'transcription answer has no text', { fatal: false });
       }
@@ -339,7 +332,7 @@ interface FormFile {
  * A `multipart/form-data` body (RFC 7578): the file first, then the text fields (UTF-8). The
  * boundary is random, so neither the audio nor a prompt can contain it by accident.
  */
-export function multipartForm(
+function multipartForm(
   file: FormFile,
   fields: readonly (readonly [string, string])[],
 ): { contentType: string; data: Buffer } {
@@ -363,6 +356,12 @@ export function multipartForm(
 /** Maps whatever the request threw onto a non-fatal SttError; provider text has the API key masked. */
 function translateError(err: unknown, timedOut: boolean, timeoutMs: number, client: HttpClient): SttError {
   if (err instanceof SttError) return err;
+  if (err instanceof HttpAnswerError) {
+    return new SttError('ERR_STT_BAD_RESPONSE', `transcription failed: ${err.message}`, {
+      fatal: false,
+      cause: err,
+    });
+  }
   if (timedOut) {
     return new SttError('ERR_STT_TIMEOUT', `transcription exceeded ${timeoutMs} ms`, {
       fatal: false,
