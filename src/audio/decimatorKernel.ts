@@ -44,7 +44,7 @@ export interface DecimatorKernel {
 }
 
 export function createDecimatorKernel(): DecimatorKernel {
-  const module = new WebAssembly.Module(Buffer.from(WASM_BASE64, 'base64'));
+  const module = new WebAssembly.Module(decimatorKernelBytes());
   const instance = new WebAssembly.Instance(module, {});
   const memory = instance.exports['memory'] as { readonly buffer: ArrayBuffer };
   const filter = instance.exports['filter'] as (p: number, fill: number) => number;
@@ -56,7 +56,7 @@ export function createDecimatorKernel(): DecimatorKernel {
   };
 }
 
-/** The compiled module's bytes, for the test that checks them against the source. */
+/** The compiled module's bytes (the test checks them against the source). */
 export function decimatorKernelBytes(): Buffer {
   return Buffer.from(WASM_BASE64, 'base64');
 }
