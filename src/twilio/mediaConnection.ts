@@ -45,13 +45,19 @@ import type { CostSink } from '../cost/costEvent.ts';
 import { newCostEvent } from '../cost/costEvent.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { SttErrorCode, SttProvider, SttSession } from '../providers/stt/sttSession.ts';
-import { base64ByteLength } from '../providers/stt/sttSession.ts';
 import type { FirstAudioTiming, ReplyStats } from '../speech/playout.ts';
 import { Playout } from '../speech/playout.ts';
 import type { SpeechOut } from '../speech/types.ts';
 import type { CallControl, Handoff, HandoffStore } from './callControl.ts';
 import type { MediaFrame, StartFrame } from './mediaProtocol.ts';
-import { clearMessage, markMessage, mediaMessage, parseMediaFrame } from './mediaProtocol.ts';
+import {
+  PayloadDecoder,
+  clearMessage,
+  markMessage,
+  mediaMessage,
+  parseMediaFrame,
+  scanMediaFrame,
+} from './mediaProtocol.ts';
 import { CLOSE_NORMAL, CLOSE_POLICY } from './relayConnection.ts';
 import type { StreamGrant } from './streamTokens.ts';
 
@@ -139,8 +145,6 @@ const QUIET_AFTER_MS = 1500;
 /** A stop this long after the caller's last speech onset is not a barge-in reaction. */
 const BARGE_IN_WINDOW_MS = 2000;
 const CLOSE_INTERNAL_ERROR = 1011;
-/** Decode buffer to start with: two Twilio frames. */
-const INITIAL_DECODE_BYTES = 320;
 
 export function handleMediaSocket(
   ws: WebSocket,
@@ -175,8 +179,7 @@ export function handleMediaSocket(
   /** The utterance the next reply answers: taken by the first reply opened after its final. */
   let pendingUtterance: { speechStoppedAt: number | null; finalAt: number } | null = null;
 
-  let decodeBuffer = Buffer.allocUnsafeSlow(INITIAL_DECODE_BYTES);
-  let decodeView = decodeBuffer.subarray(0, 160);
+  const payloads = new PayloadDecoder();
 
   /** Audio time (vad.elapsedMs) of the end of the caller's last voice; 0 = the stream's start. */
   let lastVoiceAtMs = 0;
@@ -500,23 +503,15 @@ export function handleMediaSocket(
     s.send({ type: 'twilio.start', callSid });
   };
 
-  const onMedia = (frame: MediaFrame) => {
+  /** A media frame whose payload decoded to `audio` (a view reused by the next frame). */
+  const onMedia = (frame: MediaFrame, audio: Buffer) => {
     if (phase !== 'live') return phase === 'ended' ? undefined : rejectFrame('media before start');
     if (frame.streamSid !== streamSid) return rejectFrame('media for another stream');
     // A bidirectional stream carries the caller only; anything else is not ours to hear.
     if (frame.media.track !== 'inbound') return;
-    const payload = frame.media.payload;
-    const bytes = base64ByteLength(payload);
-    if (bytes > decodeBuffer.length) {
-      decodeBuffer = Buffer.allocUnsafeSlow(bytes);
-      decodeView = decodeBuffer.subarray(0, 0);
-    }
-    const written = decodeBuffer.write(payload, 'base64');
-    if (written !== decodeView.length) decodeView = decodeBuffer.subarray(0, written);
-    // The bytes, already decoded for the VAD (and validated as base64 by the parser), so the STT
-    // adapter can batch them without decoding again.
-    stt?.sendMulaw(decodeView);
-    vad.push(decodeView);
+    // The bytes, decoded once: the STT adapter batches them without decoding again.
+    stt?.sendMulaw(audio);
+    vad.push(audio);
     // Nothing waits on this audio unless an utterance may be ending: in speech, a clearly voiced
     // frame puts the end at least the STT's silence window away, and the first quieter frame sends
     // what is held; after speech, once the STT has closed the utterance (or long after the voice).
@@ -528,6 +523,13 @@ export function handleMediaSocket(
   };
 
   const onFrame = (text: string) => {
+    // Twilio's own layout of a media frame is read without JSON.parse; a payload that does not
+    // decode, and every other frame, take the full parse (which explains a refusal).
+    const scanned = scanMediaFrame(text);
+    if (scanned !== undefined) {
+      const audio = payloads.decode(scanned.media.payload);
+      if (audio !== undefined) return onMedia(scanned, audio);
+    }
     const parsed = parseMediaFrame(text);
     if (!parsed.ok) {
       if (parsed.unknownEvent && phase === 'live') {
@@ -538,7 +540,11 @@ export function handleMediaSocket(
       return rejectFrame(parsed.reason);
     }
     const frame = parsed.frame;
-    if (frame.event === 'media') return onMedia(frame);
+    if (frame.event === 'media') {
+      // The parse checked the payload, so it decodes.
+      const audio = payloads.decode(frame.media.payload);
+      return audio === undefined ? rejectFrame('media.payload: not base64') : onMedia(frame, audio);
+    }
     if (frame.event === 'connected')
       return phase === 'awaitingStart' ? undefined : rejectFrame('late connected');
     if (frame.event === 'start') return onStart(frame);

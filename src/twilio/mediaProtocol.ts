@@ -8,7 +8,9 @@
  * itself), so media frames are checked by `isMediaFrame`, a hand-written check that accepts exactly
  * what `mediaFrameSchema` accepts (test/twilio/mediaProtocol.test.ts compares the two over many
  * generated frames) at a fraction of the cost. zod keeps the rest, and explains a rejected media
- * frame.
+ * frame. Before either, a frame in Twilio's own layout is read by `scanMediaFrame` without JSON.parse,
+ * and its payload checked while `PayloadDecoder` decodes it (the connection's path: JSON.parse and
+ * the checks were 1.8 µs a frame, the scan and the decode 0.7 µs, both with the decode).
  *
  * Numeric-looking fields (`sequenceNumber`, `chunk`, `timestamp`) arrive as JSON strings; they are
  * accepted as digit strings and left as strings (nothing on the per-frame path needs them as numbers).
@@ -173,6 +175,105 @@ export function isMediaFrame(value: unknown): value is MediaFrame {
     payload.length <= MAX_MEDIA_PAYLOAD_CHARS &&
     isBase64(payload)
   );
+}
+
+// The media frame as Twilio writes it: compact JSON, keys in the documented order (protocols.md §1.2).
+const MEDIA_HEAD = '{"event":"media","sequenceNumber":"';
+const AFTER_SEQUENCE = '","media":{"track":"';
+const AFTER_TRACK = '","chunk":"';
+const INBOUND = `inbound${AFTER_TRACK}`;
+const OUTBOUND = `outbound${AFTER_TRACK}`;
+const AFTER_CHUNK = '","timestamp":"';
+const AFTER_TIMESTAMP = '","payload":"';
+const AFTER_PAYLOAD = '"},"streamSid":"';
+
+/**
+ * Reads a `media` frame written exactly as Twilio writes one (compact, keys in the documented order)
+ * without JSON.parse, about three times cheaper; `undefined` for any other text, which then takes
+ * `parseMediaFrame`. What it returns is what JSON.parse gives for the text, with every field checked
+ * as `mediaFrameSchema` checks it except the payload's alphabet: `PayloadDecoder.decode` checks that
+ * while decoding (a payload with a quote, a backslash or a control character is never base64, so
+ * it never decodes). test/twilio/mediaProtocol.test.ts checks both claims over generated frames.
+ */
+export function scanMediaFrame(text: string): MediaFrame | undefined {
+  if (!textAt(text, 0, MEDIA_HEAD)) return undefined;
+  let i = MEDIA_HEAD.length;
+  let end = digitsEnd(text, i);
+  if (end < 0 || !textAt(text, end, AFTER_SEQUENCE)) return undefined;
+  const sequenceNumber = text.slice(i, end);
+  i = end + AFTER_SEQUENCE.length;
+  let track: 'inbound' | 'outbound';
+  if (textAt(text, i, INBOUND)) track = 'inbound';
+  else if (textAt(text, i, OUTBOUND)) track = 'outbound';
+  else return undefined;
+  i += track.length + AFTER_TRACK.length;
+  end = digitsEnd(text, i);
+  if (end < 0 || !textAt(text, end, AFTER_CHUNK)) return undefined;
+  const chunk = text.slice(i, end);
+  i = end + AFTER_CHUNK.length;
+  end = digitsEnd(text, i);
+  if (end < 0 || !textAt(text, end, AFTER_TIMESTAMP)) return undefined;
+  const timestamp = text.slice(i, end);
+  i = end + AFTER_TIMESTAMP.length;
+  end = text.indexOf('"', i);
+  if (end <= i || end - i > MAX_MEDIA_PAYLOAD_CHARS || !textAt(text, end, AFTER_PAYLOAD)) return undefined;
+  const payload = text.slice(i, end);
+  i = end + AFTER_PAYLOAD.length;
+  // The sid ends the frame: `"}` and nothing after.
+  end = text.length - 2;
+  if (end <= i || end - i > MAX_SID_CHARS || text.charCodeAt(end) !== 34 || text.charCodeAt(end + 1) !== 125)
+    return undefined;
+  for (let j = i; j < end; j++) {
+    const c = text.charCodeAt(j);
+    // A quote, an escape or a control character: the JSON string is not these characters.
+    if (c === 34 || c === 92 || c < 32) return undefined;
+  }
+  const streamSid = text.slice(i, end);
+  return { event: 'media', sequenceNumber, media: { track, chunk, timestamp, payload }, streamSid };
+}
+
+/** Whether `text` holds `literal` at `i` (a slice compared whole: a fraction of startsWith's cost in V8). */
+function textAt(text: string, i: number, literal: string): boolean {
+  return text.slice(i, i + literal.length) === literal;
+}
+
+/** The index of the quote that closes 1–16 digits starting at `i`, or -1. */
+function digitsEnd(text: string, i: number): number {
+  const limit = Math.min(text.length, i + 17);
+  for (let j = i; j < limit; j++) {
+    const c = text.charCodeAt(j);
+    if (c === 34) return j > i ? j : -1;
+    if (c < 48 || c > 57) return -1;
+  }
+  return -1;
+}
+
+/**
+ * Decodes media payloads into one reused buffer. Node's base64 decoder skips what is not base64
+ * rather than refusing it, so a payload is accepted when its bytes encode back to it (any base64 a
+ * sender's encoder wrote) or, failing that, when it is in `BASE64`'s language all the same (unpadded,
+ * or stray bits in its last character): exactly the payloads `mediaFrameSchema` accepts.
+ */
+export class PayloadDecoder {
+  // Two Twilio frames to start with; it grows to the largest payload seen.
+  #buffer = Buffer.allocUnsafeSlow(320);
+  #view = this.#buffer.subarray(0, 0);
+
+  /** The payload's bytes, valid until the next call; `undefined` when the payload is not base64. */
+  decode(payload: string): Buffer | undefined {
+    const n = payload.length;
+    const padding =
+      n > 0 && payload.charCodeAt(n - 1) === 61 ? (n > 1 && payload.charCodeAt(n - 2) === 61 ? 2 : 1) : 0;
+    const bytes = ((n * 3) >> 2) - padding;
+    if (bytes > this.#buffer.length) {
+      this.#buffer = Buffer.allocUnsafeSlow(bytes);
+      this.#view = this.#buffer.subarray(0, 0);
+    }
+    const written = this.#buffer.write(payload, 'base64');
+    if (written !== this.#view.length) this.#view = this.#buffer.subarray(0, written);
+    if (this.#view.toString('base64') === payload || isBase64(payload)) return this.#view;
+    return undefined;
+  }
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

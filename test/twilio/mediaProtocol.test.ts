@@ -2,12 +2,14 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   MAX_MEDIA_PAYLOAD_CHARS,
+  PayloadDecoder,
   clearMessage,
   isMediaFrame,
   markMessage,
   mediaFrameSchema,
   mediaMessage,
   parseMediaFrame,
+  scanMediaFrame,
 } from '../../src/twilio/mediaProtocol.ts';
 
 const SID = 'MZ18ad3ab5a668481ce02b83e7395059f0';
@@ -249,6 +251,126 @@ describe('isMediaFrame (the media fast path)', () => {
     // Both sides of the boundary were exercised in earnest.
     expect(accepted).toBeGreaterThan(5_000);
     expect(refused).toBeGreaterThan(10_000);
+  });
+});
+
+describe('scanMediaFrame and PayloadDecoder (the path without JSON.parse)', () => {
+  const digits = fc.stringMatching(/^[0-9]{1,16}$/);
+  const base64 = fc
+    .uint8Array({ minLength: 1, maxLength: 400 })
+    .chain((bytes) =>
+      fc.constantFrom(
+        Buffer.from(bytes).toString('base64'),
+        Buffer.from(bytes).toString('base64').replace(/=+$/, ''),
+      ),
+    );
+  /** Twilio's layout: JSON.stringify of the keys in the documented order. */
+  const twilioText = (frame: {
+    sequenceNumber: unknown;
+    track: unknown;
+    chunk: unknown;
+    timestamp: unknown;
+    payload: unknown;
+    streamSid: unknown;
+  }) =>
+    JSON.stringify({
+      event: 'media',
+      sequenceNumber: frame.sequenceNumber,
+      media: { track: frame.track, chunk: frame.chunk, timestamp: frame.timestamp, payload: frame.payload },
+      streamSid: frame.streamSid,
+    });
+  const odd = fc.oneof(
+    fc.constantFrom(
+      '',
+      '0'.repeat(17),
+      'AA=A',
+      'AB-_',
+      'A',
+      'x'.repeat(65),
+      'A'.repeat(MAX_MEDIA_PAYLOAD_CHARS + 4),
+    ),
+    fc.string({ maxLength: 12 }),
+    fc.string({ unit: 'binary', maxLength: 6 }),
+    fc.integer(),
+    fc.constant(null),
+  );
+  const frame = fc.record({
+    sequenceNumber: fc.oneof({ arbitrary: digits, weight: 6 }, odd),
+    track: fc.oneof({ arbitrary: fc.constantFrom('inbound', 'outbound'), weight: 6 }, odd),
+    chunk: fc.oneof({ arbitrary: digits, weight: 6 }, odd),
+    timestamp: fc.oneof({ arbitrary: digits, weight: 6 }, odd),
+    payload: fc.oneof({ arbitrary: base64, weight: 6 }, odd),
+    streamSid: fc.oneof(
+      { arbitrary: fc.constant(SID), weight: 3 },
+      { arbitrary: fc.string({ minLength: 1, maxLength: 64, unit: 'binary' }), weight: 3 },
+      odd,
+    ),
+  });
+  /** Edits of the text itself: escapes, whitespace, quotes and cuts that JSON.stringify never writes. */
+  const edit = fc.tuple(
+    fc.nat(),
+    fc.constantFrom('\\"', '\\\\', '\\u0041', '\\/', ' ', '\n', '\t', '"', '\u0001', '}', '=', ',"x":1', ''),
+    fc.boolean(),
+  );
+  const text = fc.oneof(
+    { arbitrary: frame.map(twilioText), weight: 4 },
+    {
+      arbitrary: fc.tuple(frame.map(twilioText), edit).map(([t, [at, insert, cut]]) => {
+        const i = at % (t.length + 1);
+        return cut ? t.slice(0, i) + insert : t.slice(0, i) + insert + t.slice(i);
+      }),
+      weight: 4,
+    },
+    // The keys in another order: valid frames the scan leaves to the full parse.
+    { arbitrary: frame.map((f) => JSON.stringify({ ...f, event: 'media' })), weight: 1 },
+  );
+
+  it("agrees with the full parse: what it accepts parses to the same frame, and it accepts every valid frame in Twilio's layout", () => {
+    const decoder = new PayloadDecoder();
+    let fast = 0;
+    let refused = 0;
+    fc.assert(
+      fc.property(text, (t) => {
+        const parsed = parseMediaFrame(t);
+        const scanned = scanMediaFrame(t);
+        const audio = scanned === undefined ? undefined : decoder.decode(scanned.media.payload);
+        if (audio !== undefined) {
+          fast++;
+          expect(parsed).toEqual({ ok: true, frame: scanned });
+          expect(Buffer.compare(audio, Buffer.from(scanned!.media.payload, 'base64'))).toBe(0);
+        } else if (!parsed.ok) refused++;
+        if (parsed.ok && parsed.frame.event === 'media') {
+          const f = parsed.frame;
+          const inLayout =
+            t === twilioText({ ...f.media, sequenceNumber: f.sequenceNumber, streamSid: f.streamSid });
+          // Twilio's sids never need an escape; a frame with one is left to the full parse.
+          if (inLayout && !t.includes('\\')) expect(audio).toBeDefined();
+        }
+      }),
+      { numRuns: 30_000 },
+    );
+    expect(fast).toBeGreaterThan(5_000);
+    expect(refused).toBeGreaterThan(5_000);
+  });
+
+  it('decodes exactly the payloads the schema accepts, into a buffer that grows', () => {
+    const decoder = new PayloadDecoder();
+    const alphabet = fc.constantFrom(...'AQgw+/09az=-_ \n\u00e9');
+    fc.assert(
+      fc.property(fc.oneof(base64, fc.string({ unit: alphabet, maxLength: 24 })), (payload) => {
+        const schema = mediaFrameSchema.safeParse({
+          ...documented.media,
+          media: { ...documented.media.media, payload },
+        });
+        const audio = decoder.decode(payload);
+        expect(audio !== undefined).toBe(schema.success || payload === '');
+        if (audio !== undefined) expect(Buffer.compare(audio, Buffer.from(payload, 'base64'))).toBe(0);
+      }),
+      { numRuns: 20_000 },
+    );
+    const long = Buffer.alloc(12_000, 0x55).toString('base64');
+    expect(decoder.decode(long)?.length).toBe(12_000);
+    expect(decoder.decode(PAYLOAD)?.length).toBe(160);
   });
 });
 
