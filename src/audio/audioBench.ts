@@ -5,8 +5,10 @@
  *
  *   node src/audio/audioBench.ts [--json] [--rounds N] [--round-ms MS]
  *
- * Inbound, every frame of every call: the VAD alone (it reads μ-law through its own magnitude table),
- * and decode to PCM16 + VAD for when a component also needs linear audio. Outbound, per 20 ms of
+ * Inbound, every frame of every call: reading the `media` message (the scan a connection uses for
+ * Twilio's layout, and the full parse any other text takes, each with the payload's decode), the VAD
+ * alone (it reads μ-law through its own magnitude table), and decode to PCM16 + VAD for when a
+ * component also needs linear audio. Outbound, per 20 ms of
  * speech while we talk: 24 kHz PCM → 8 kHz (resampler), μ-law encode + 160-byte frames (framer),
  * base64 for the `media` message, and all of it together fed TTS-like chunks of random size.
  *
@@ -25,6 +27,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { cpuShares, readCpuTimes } from '../bench/machineCpu.ts';
 import { median } from '../bench/stats.ts';
+import { PayloadDecoder, parseMediaFrame, scanMediaFrame } from '../twilio/mediaProtocol.ts';
 import { Framer, frameToBase64 } from './framer.ts';
 import { decodeMulaw, encodeMulaw } from './mulaw.ts';
 import { Resampler } from './resampler.ts';
@@ -120,6 +123,14 @@ function buildCases(): Case[] {
   let speechEvents = 0;
   const vad = new Vad(() => speechEvents++);
   const decoded = new Int16Array(160);
+  // The same frames as the text of Twilio `media` messages, in Twilio's layout.
+  const streamSid = 'MZ18ad3ab5a668481ce02b83e7395059f0';
+  const mediaTexts = inboundFrames.map(
+    (frame, i) =>
+      `{"event":"media","sequenceNumber":"${i + 2}","media":{"track":"inbound","chunk":"${i + 1}",` +
+      `"timestamp":"${i * 20}","payload":"${Buffer.from(frame).toString('base64')}"},"streamSid":"${streamSid}"}`,
+  );
+  const payloads = new PayloadDecoder();
 
   // Outbound: 10 s of TTS audio at 24 kHz as bytes, once in 20 ms chunks and once in network-like
   // chunks of random size (1–8192 bytes, odd sizes included), all cut before timing starts.
@@ -164,6 +175,31 @@ function buildCases(): Case[] {
           vad.push(frame);
         }
         return speechEvents + decoded[7]!;
+      },
+    },
+    {
+      name: 'inbound: media message, scan + decode',
+      unitsPerRun: mediaTexts.length,
+      run: () => {
+        let bytes = 0;
+        for (const text of mediaTexts) {
+          const frame = scanMediaFrame(text);
+          if (frame !== undefined) bytes += payloads.decode(frame.media.payload)?.length ?? 0;
+        }
+        return bytes;
+      },
+    },
+    {
+      name: 'inbound: media message, JSON.parse path',
+      unitsPerRun: mediaTexts.length,
+      run: () => {
+        let bytes = 0;
+        for (const text of mediaTexts) {
+          const parsed = parseMediaFrame(text);
+          if (parsed.ok && parsed.frame.event === 'media')
+            bytes += payloads.decode(parsed.frame.media.payload)?.length ?? 0;
+        }
+        return bytes;
       },
     },
     {
