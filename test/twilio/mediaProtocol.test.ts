@@ -47,6 +47,17 @@ const documented = {
   },
 };
 
+/** Valid digit fields and base64 payloads (padded or not), for the generated frames below. */
+const digits = fc.stringMatching(/^[0-9]{1,16}$/);
+const base64 = fc
+  .uint8Array({ minLength: 1, maxLength: 400 })
+  .chain((bytes) =>
+    fc.constantFrom(
+      Buffer.from(bytes).toString('base64'),
+      Buffer.from(bytes).toString('base64').replace(/=+$/, ''),
+    ),
+  );
+
 describe('parseMediaFrame', () => {
   it('accepts every documented inbound message', () => {
     for (const [event, frame] of Object.entries(documented)) {
@@ -124,15 +135,6 @@ describe('parseMediaFrame', () => {
 });
 
 describe('isMediaFrame (the media fast path)', () => {
-  const digits = fc.stringMatching(/^[0-9]{1,16}$/);
-  const base64 = fc
-    .uint8Array({ minLength: 1, maxLength: 400 })
-    .chain((bytes) =>
-      fc.constantFrom(
-        Buffer.from(bytes).toString('base64'),
-        Buffer.from(bytes).toString('base64').replace(/=+$/, ''),
-      ),
-    );
   const validFrame = fc.record({
     event: fc.constant('media'),
     sequenceNumber: digits,
@@ -255,15 +257,6 @@ describe('isMediaFrame (the media fast path)', () => {
 });
 
 describe('scanMediaFrame and PayloadDecoder (the path without JSON.parse)', () => {
-  const digits = fc.stringMatching(/^[0-9]{1,16}$/);
-  const base64 = fc
-    .uint8Array({ minLength: 1, maxLength: 400 })
-    .chain((bytes) =>
-      fc.constantFrom(
-        Buffer.from(bytes).toString('base64'),
-        Buffer.from(bytes).toString('base64').replace(/=+$/, ''),
-      ),
-    );
   /** Twilio's layout: JSON.stringify of the keys in the documented order. */
   const twilioText = (frame: {
     sequenceNumber: unknown;
