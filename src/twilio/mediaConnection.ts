@@ -4,9 +4,11 @@
  * speech edges and transcripts, DTMF), and the actor's replies into audio, marks and `clear`
  * (src/speech/playout.ts). A caller's bytes can close this socket, never the process.
  *
- * Inbound path, per 20 ms frame: parse (fast path for `media`), decode the payload into one buffer
- * reused for the whole call, hand the bytes to STT (which batches two frames per append) and feed
- * the local VAD. No timer, promise or per-frame buffer beyond what JSON.parse needs.
+ * Inbound path, per 20 ms frame: read the message (a scan without JSON.parse for a `media` frame in
+ * Twilio's layout, the full parse for anything else), decode the payload into one buffer reused for
+ * the whole call (checking it is base64 as it goes), hand the bytes to STT (which batches two to five
+ * frames per append) and feed the local VAD. No timer, promise or per-frame buffer beyond the
+ * message's own strings.
  *
  * Invalid frames (not JSON, a schema failure, binary, anything but `connected` before `start`, a
  * second `start`, a foreign streamSid) are counted and logged with a reason, never the frame. The
