@@ -6,7 +6,7 @@
  *   node src/audio/audioBench.ts [--json] [--rounds N] [--round-ms MS]
  *
  * Inbound, every frame of every call: reading the `media` message (the scan a connection uses for
- * Twilio's layout, and the full parse any other text takes, each with the payload's decode), the VAD
+ * the documented layout, and the full parse any other text takes, each with the payload's decode), the VAD
  * alone (it reads μ-law through its own magnitude table), and decode to PCM16 + VAD for when a
  * component also needs linear audio. Outbound, per 20 ms of
  * speech while we talk: 24 kHz PCM → 8 kHz (resampler), μ-law encode + 160-byte frames (framer),
@@ -123,7 +123,7 @@ function buildCases(): Case[] {
   let speechEvents = 0;
   const vad = new Vad(() => speechEvents++);
   const decoded = new Int16Array(160);
-  // The same frames as the text of Twilio `media` messages, in Twilio's layout.
+  // The same frames as the text of Twilio `media` messages, in the documented layout.
   const streamSid = 'MZ18ad3ab5a668481ce02b83e7395059f0';
   const mediaTexts = inboundFrames.map(
     (frame, i) =>

@@ -5,7 +5,7 @@
  * (src/speech/playout.ts). A caller's bytes can close this socket, never the process.
  *
  * Inbound path, per 20 ms frame: read the message (a scan without JSON.parse for a `media` frame in
- * Twilio's layout, the full parse for anything else), decode the payload into one buffer reused for
+ * the documented layout, the full parse for anything else), decode the payload into one buffer reused for
  * the whole call (checking it is base64 as it goes), hand the bytes to STT (which batches two to five
  * frames per append) and feed the local VAD. No timer, promise or per-frame buffer beyond the
  * message's own strings.
@@ -525,7 +525,7 @@ export function handleMediaSocket(
   };
 
   const onFrame = (text: string) => {
-    // Twilio's own layout of a media frame is read without JSON.parse; a payload that does not
+    // A media frame in the documented layout is read without JSON.parse; a payload that does not
     // decode, and every other frame, take the full parse (which explains a refusal).
     const scanned = scanMediaFrame(text);
     if (scanned !== undefined) {

@@ -257,8 +257,8 @@ describe('isMediaFrame (the media fast path)', () => {
 });
 
 describe('scanMediaFrame and PayloadDecoder (the path without JSON.parse)', () => {
-  /** Twilio's layout: JSON.stringify of the keys in the documented order. */
-  const twilioText = (frame: {
+  /** The documented layout: JSON.stringify of the keys in the documented order. */
+  const documentedText = (frame: {
     sequenceNumber: unknown;
     track: unknown;
     chunk: unknown;
@@ -306,9 +306,9 @@ describe('scanMediaFrame and PayloadDecoder (the path without JSON.parse)', () =
     fc.boolean(),
   );
   const text = fc.oneof(
-    { arbitrary: frame.map(twilioText), weight: 4 },
+    { arbitrary: frame.map(documentedText), weight: 4 },
     {
-      arbitrary: fc.tuple(frame.map(twilioText), edit).map(([t, [at, insert, cut]]) => {
+      arbitrary: fc.tuple(frame.map(documentedText), edit).map(([t, [at, insert, cut]]) => {
         const i = at % (t.length + 1);
         return cut ? t.slice(0, i) + insert : t.slice(0, i) + insert + t.slice(i);
       }),
@@ -318,7 +318,7 @@ describe('scanMediaFrame and PayloadDecoder (the path without JSON.parse)', () =
     { arbitrary: frame.map((f) => JSON.stringify({ ...f, event: 'media' })), weight: 1 },
   );
 
-  it("agrees with the full parse: what it accepts parses to the same frame, and it accepts every valid frame in Twilio's layout", () => {
+  it('agrees with the full parse: what it accepts parses to the same frame, and it accepts every valid frame in the documented layout', () => {
     const decoder = new PayloadDecoder();
     let fast = 0;
     let refused = 0;
@@ -335,7 +335,7 @@ describe('scanMediaFrame and PayloadDecoder (the path without JSON.parse)', () =
         if (parsed.ok && parsed.frame.event === 'media') {
           const f = parsed.frame;
           const inLayout =
-            t === twilioText({ ...f.media, sequenceNumber: f.sequenceNumber, streamSid: f.streamSid });
+            t === documentedText({ ...f.media, sequenceNumber: f.sequenceNumber, streamSid: f.streamSid });
           // Twilio's sids never need an escape; a frame with one is left to the full parse.
           if (inLayout && !t.includes('\\')) expect(audio).toBeDefined();
         }
