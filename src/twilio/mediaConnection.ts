@@ -542,11 +542,8 @@ export function handleMediaSocket(
       return rejectFrame(parsed.reason);
     }
     const frame = parsed.frame;
-    if (frame.event === 'media') {
-      // The parse checked the payload, so it decodes.
-      const audio = payloads.decode(frame.media.payload);
-      return audio === undefined ? rejectFrame('media.payload: not base64') : onMedia(frame, audio);
-    }
+    // The parse checked the payload, and the decoder accepts exactly what it accepts.
+    if (frame.event === 'media') return onMedia(frame, payloads.decode(frame.media.payload)!);
     if (frame.event === 'connected')
       return phase === 'awaitingStart' ? undefined : rejectFrame('late connected');
     if (frame.event === 'start') return onStart(frame);

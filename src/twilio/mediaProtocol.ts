@@ -9,13 +9,14 @@
  * what `mediaFrameSchema` accepts (test/twilio/mediaProtocol.test.ts compares the two over many
  * generated frames) at a fraction of the cost. zod keeps the rest, and explains a rejected media
  * frame. Before either, a frame in the documented layout is read by `scanMediaFrame` without JSON.parse,
- * and its payload checked while `PayloadDecoder` decodes it (the connection's path: JSON.parse and
- * the checks were 1.8 µs a frame, the scan and the decode 0.7 µs, both with the decode).
+ * and its payload checked while `PayloadDecoder` decodes it: less than half the cost of the full
+ * parse, decode included (`node src/audio/audioBench.ts`, the two "media message" rows).
  *
  * Numeric-looking fields (`sequenceNumber`, `chunk`, `timestamp`) arrive as JSON strings; they are
  * accepted as digit strings and left as strings (nothing on the per-frame path needs them as numbers).
  */
 import { z } from 'zod';
+import { base64ByteLength } from '../providers/stt/sttSession.ts';
 
 /**
  * The server's `maxPayload` for Media Streams sockets. Twilio's largest message is `start`, whose
@@ -191,7 +192,7 @@ const AFTER_PAYLOAD = '"},"streamSid":"';
 
 /**
  * Reads a `media` frame in the documented layout (compact, keys in the documented order)
- * without JSON.parse, about three times cheaper; `undefined` for any other text, which then takes
+ * without JSON.parse; `undefined` for any other text, which then takes
  * `parseMediaFrame`. What it returns is what JSON.parse gives for the text, with every field checked
  * as `mediaFrameSchema` checks it except the payload's alphabet: `PayloadDecoder.decode` checks that
  * while decoding (a payload with a quote, a backslash or a control character is never base64, so
@@ -263,10 +264,7 @@ export class PayloadDecoder {
 
   /** The payload's bytes, valid until the next call; `undefined` when the payload is not base64. */
   decode(payload: string): Buffer | undefined {
-    const n = payload.length;
-    const padding =
-      n > 0 && payload.charCodeAt(n - 1) === 61 ? (n > 1 && payload.charCodeAt(n - 2) === 61 ? 2 : 1) : 0;
-    const bytes = ((n * 3) >> 2) - padding;
+    const bytes = base64ByteLength(payload);
     if (bytes > this.#buffer.length) {
       this.#buffer = Buffer.allocUnsafeSlow(bytes);
       this.#view = this.#buffer.subarray(0, 0);
