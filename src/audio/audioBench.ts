@@ -27,7 +27,9 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { cpuShares, readCpuTimes } from '../bench/machineCpu.ts';
 import { median } from '../bench/stats.ts';
+import { mediaFrame } from '../cli/twilioStreamSimulator.ts';
 import { PayloadDecoder, parseMediaFrame, scanMediaFrame } from '../twilio/mediaProtocol.ts';
+import type { MediaFrame } from '../twilio/mediaProtocol.ts';
 import { Framer, frameToBase64 } from './framer.ts';
 import { decodeMulaw, encodeMulaw } from './mulaw.ts';
 import { Resampler } from './resampler.ts';
@@ -123,14 +125,26 @@ function buildCases(): Case[] {
   let speechEvents = 0;
   const vad = new Vad(() => speechEvents++);
   const decoded = new Int16Array(160);
-  // The same frames as the text of Twilio `media` messages, in the documented layout.
-  const streamSid = 'MZ18ad3ab5a668481ce02b83e7395059f0';
-  const mediaTexts = inboundFrames.map(
-    (frame, i) =>
-      `{"event":"media","sequenceNumber":"${i + 2}","media":{"track":"inbound","chunk":"${i + 1}",` +
-      `"timestamp":"${i * 20}","payload":"${Buffer.from(frame).toString('base64')}"},"streamSid":"${streamSid}"}`,
+  // The same frames as the test client sends them (`media` messages in the documented layout), read
+  // as a connection reads them and decoded; each case returns the bytes decoded.
+  const mediaTexts = inboundFrames.map((frame, i) =>
+    mediaFrame(
+      i + 2,
+      i + 1,
+      i * 20,
+      Buffer.from(frame).toString('base64'),
+      'MZ18ad3ab5a668481ce02b83e7395059f0',
+    ),
   );
   const payloads = new PayloadDecoder();
+  const readMessages = (read: (text: string) => MediaFrame | undefined) => () => {
+    let bytes = 0;
+    for (const text of mediaTexts) {
+      const frame = read(text);
+      if (frame !== undefined) bytes += payloads.decode(frame.media.payload)?.length ?? 0;
+    }
+    return bytes;
+  };
 
   // Outbound: 10 s of TTS audio at 24 kHz as bytes, once in 20 ms chunks and once in network-like
   // chunks of random size (1–8192 bytes, odd sizes included), all cut before timing starts.
@@ -180,27 +194,15 @@ function buildCases(): Case[] {
     {
       name: 'inbound: media message, scan + decode',
       unitsPerRun: mediaTexts.length,
-      run: () => {
-        let bytes = 0;
-        for (const text of mediaTexts) {
-          const frame = scanMediaFrame(text);
-          if (frame !== undefined) bytes += payloads.decode(frame.media.payload)?.length ?? 0;
-        }
-        return bytes;
-      },
+      run: readMessages(scanMediaFrame),
     },
     {
       name: 'inbound: media message, JSON.parse path',
       unitsPerRun: mediaTexts.length,
-      run: () => {
-        let bytes = 0;
-        for (const text of mediaTexts) {
-          const parsed = parseMediaFrame(text);
-          if (parsed.ok && parsed.frame.event === 'media')
-            bytes += payloads.decode(parsed.frame.media.payload)?.length ?? 0;
-        }
-        return bytes;
-      },
+      run: readMessages((text) => {
+        const parsed = parseMediaFrame(text);
+        return parsed.ok && parsed.frame.event === 'media' ? parsed.frame : undefined;
+      }),
     },
     {
       name: 'outbound: resample 960 B (24 kHz) → 160 samples',
