@@ -69,6 +69,10 @@ describe('logger redaction', () => {
     log.info({ payload: audio, err: { message: 'failed', code: 'E' } }, 'x');
     expect(lines[0]).toMatchObject({ payload: '[redacted]', err: { message: 'failed', code: 'E' } });
     expect(redactSecrets({ data: audio }).data).toBe(audio);
+    // An Error is a class instance: passed on as it is (its serializer decides), even with a listed key.
+    const error = Object.assign(new Error('failed'), { token: 'inside' });
+    expect(redactSecrets({ err: error }).err).toBe(error);
+    expect(redactSecrets({ token: error }).token).toBe('[redacted]');
   });
 
   it('stops at a bounded depth, so a cycle cannot loop', () => {
