@@ -31,31 +31,39 @@ describe('parseStreamTwiml', () => {
 });
 
 describe('rounds', () => {
-  /** An arm's run with the given CPU per call per level (the only figures the comparison reads). */
+  /**
+   * An arm's run with the given CPU per call per level and the levels it sustained (the only figures
+   * the comparison reads).
+   */
   const run = (
     arm: 'relay' | 'engine',
     round: number,
     perCall: Record<number, number>,
-    sustainedCalls: number | null,
+    sustained: readonly number[],
   ): AudioArmResult => ({
     arm,
     round,
     ran: true,
     note: null,
     levels: Object.entries(perCall).map(
-      ([calls, cpuPerCallPct]) => ({ calls: Number(calls), cpuPerCallPct }) as unknown as AudioLevelResult,
+      ([calls, cpuPerCallPct]) =>
+        ({
+          calls: Number(calls),
+          cpuPerCallPct,
+          sustained: sustained.includes(Number(calls)),
+        }) as unknown as AudioLevelResult,
     ),
-    sustainedCalls,
+    sustainedCalls: sustained.length === 0 ? null : Math.max(...sustained),
   });
 
   test("the comparison takes each arm's median per level and keeps every round's own ratio", () => {
     const c = compare([
-      run('relay', 1, { 150: 0.2, 300: 0.2 }, 300),
-      run('engine', 1, { 150: 0.3, 300: 0.22 }, 300),
-      run('relay', 2, { 150: 0.1, 300: 0.25 }, 300),
-      run('engine', 2, { 150: 0.2, 300: 0.2 }, 150),
-      run('relay', 3, { 150: 0.15, 300: 0.2 }, 300),
-      run('engine', 3, { 150: 0.25, 300: 0.24 }, 300),
+      run('relay', 1, { 150: 0.2, 300: 0.2 }, [150, 300]),
+      run('engine', 1, { 150: 0.3, 300: 0.22 }, [150, 300]),
+      run('relay', 2, { 150: 0.1, 300: 0.25 }, [150, 300]),
+      run('engine', 2, { 150: 0.2, 300: 0.2 }, [150]),
+      run('relay', 3, { 150: 0.15, 300: 0.2 }, [150, 300]),
+      run('engine', 3, { 150: 0.25, 300: 0.24 }, [150, 300]),
     ])!;
     expect(c.cpuPerCallRatio.map((l) => l.calls)).toEqual([150, 300]);
     const [low, high] = c.cpuPerCallRatio;
@@ -70,7 +78,7 @@ describe('rounds', () => {
   });
 
   test('one round compares the two runs as they are', () => {
-    const c = compare([run('relay', 1, { 150: 0.2 }, 150), run('engine', 1, { 150: 0.3 }, null)])!;
+    const c = compare([run('relay', 1, { 150: 0.2 }, [150]), run('engine', 1, { 150: 0.3 }, [])])!;
     expect(c.cpuPerCallRatio).toEqual([
       {
         calls: 150,
@@ -82,7 +90,26 @@ describe('rounds', () => {
       },
     ]);
     expect(c.sustained).toEqual({ engine: null, relay: 150 });
-    expect(compare([run('relay', 1, { 150: 0.2 }, 150)])).toBeNull();
+    expect(compare([run('relay', 1, { 150: 0.2 }, [150])])).toBeNull();
+  });
+
+  test('a level counts as sustained only if every round sustained it, whatever each round reached', () => {
+    // Noisy rounds: the relay's second round failed 150 calls yet held 200; the engine's first held
+    // 250 but failed 200. No round's best is what every round managed.
+    const levels = { 150: 0.4, 200: 0.37, 250: 0.34 };
+    const c = compare([
+      run('relay', 1, levels, [150, 200]),
+      run('engine', 1, levels, [150, 250]),
+      run('relay', 2, levels, [200]),
+      run('engine', 2, levels, [150, 200, 250]),
+      run('relay', 3, levels, [150, 200]),
+      run('engine', 3, levels, [150, 200]),
+    ])!;
+    expect(c.sustained).toEqual({ engine: 150, relay: 200 });
+    expect(
+      compare([run('relay', 1, levels, [150]), run('relay', 2, levels, [200]), run('engine', 1, levels, [])])!
+        .sustained,
+    ).toEqual({ engine: null, relay: null });
   });
 
   test('--rounds above 1 runs every listed level in every round, without climbing', () => {

@@ -559,8 +559,8 @@ async function runArm(
 
 /**
  * Engine against relay per level both ran: each arm's median CPU per call over its rounds, their
- * ratio, and the spread of the ratios of the rounds (round i's engine over round i's relay). The
- * calls sustained are those sustained in every round.
+ * ratio, and the spread of the ratios of the rounds (round i's engine over round i's relay). An
+ * arm's calls sustained are the largest level that every one of its rounds sustained.
  */
 export function compare(arms: readonly AudioArmResult[]): AudioComparison | null {
   const engines = arms.filter((a) => a.arm === 'engine' && a.ran);
@@ -569,8 +569,14 @@ export function compare(arms: readonly AudioArmResult[]): AudioComparison | null
   const levels = [...new Set(engines.flatMap((a) => a.levels.map((l) => l.calls)))].sort((a, b) => a - b);
   const perCall = (runs: readonly AudioArmResult[], calls: number) =>
     runs.flatMap((a) => a.levels.filter((l) => l.calls === calls).map((l) => l.cpuPerCallPct));
-  const everyRound = (runs: readonly AudioArmResult[]) =>
-    runs.some((a) => a.sustainedCalls === null) ? null : Math.min(...runs.map((a) => a.sustainedCalls!));
+  // A level counts only if every round sustained it: with noisy rounds the levels a round sustains
+  // need not be the ones below its best (150 failed, 200 held), so per-round maxima would overstate.
+  const everyRound = (runs: readonly AudioArmResult[]) => {
+    const held = runs
+      .flatMap((a) => a.levels.map((l) => l.calls))
+      .filter((calls) => runs.every((a) => a.levels.some((l) => l.calls === calls && l.sustained)));
+    return held.length === 0 ? null : Math.max(...held);
+  };
   return {
     cpuPerCallRatio: levels.flatMap((calls) => {
       const engine = perCall(engines, calls);
