@@ -147,11 +147,23 @@ export async function postVoiceWebhook(options: VoiceWebhookOptions): Promise<st
   const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded' };
   if (options.authToken)
     headers['x-twilio-signature'] = twilioSignature(options.authToken, signedUrl, { ...options.form });
-  const response = await fetch(voiceUrl, {
-    method: 'POST',
-    headers,
-    body: new URLSearchParams({ ...options.form }),
-  });
+  let response: Response;
+  try {
+    response = await fetch(voiceUrl, {
+      method: 'POST',
+      headers,
+      body: new URLSearchParams({ ...options.form }),
+    });
+  } catch (err) {
+    // fetch says only "fetch failed"; the reason (ECONNREFUSED, ENOTFOUND …) is in its cause.
+    const cause = (err as { cause?: { code?: unknown; message?: unknown } }).cause;
+    const reason = typeof cause?.code === 'string' ? cause.code : String(cause?.message ?? err);
+    throw new AppError(
+      'ERR_ENGINE_UNREACHABLE',
+      `cannot reach the engine at ${voiceUrl} (${reason}): is it running (npm start)? --url points elsewhere`,
+      { cause: err },
+    );
+  }
   const twiml = await response.text();
   if (!response.ok) throw new Error(`webhook answered HTTP ${response.status}: ${twiml.slice(0, 200)}`);
   return twiml;

@@ -716,6 +716,27 @@ describe('npm run call -- --media', { timeout: 20_000 }, () => {
     expect(badWav.stderr).toMatch(/bad\.wav: not a usable WAV file: no RIFF\/WAVE header/);
   });
 
+  test('an engine that is not there: says which address it tried and how to start one, in both modes', async () => {
+    const closed = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const { port } = closed.address() as AddressInfo;
+    await new Promise((resolve) => closed.close(resolve));
+    const wavPath = path.join(await dir, 'nobody.wav');
+    await writeFile(wavPath, pcm16ToWav(tone(600, 12_000, 1_600, 8_000), 8_000));
+    const url = `http://127.0.0.1:${port}`;
+    for (const args of [
+      ['--media', '--url', url, '--wav', wavPath],
+      ['--url', url, '--say', 'hello'],
+    ]) {
+      const { code, stdout, stderr } = await run(args);
+      expect(code).toBe(1);
+      expect(stdout).toBe('');
+      expect(stderr).toBe(
+        `call failed: cannot reach the engine at ${url}/twilio/voice (ECONNREFUSED): is it running (npm start)? --url points elsewhere\n`,
+      );
+    }
+  });
+
   test.skipIf(!hasEspeak)('--say synthesizes the utterance with espeak-ng', async () => {
     engine = await replyingEngine();
     const { code, stdout } = await run([
