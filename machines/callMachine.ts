@@ -248,12 +248,20 @@ function fallbackKindFor(context: CallContext): FallbackKind {
   return 'noMatchFound';
 }
 
-/** Why detect must run again after capture, or null when its first answer stands. */
+/**
+ * Why detect must run again after capture, or null when its first answer stands. An unsure first
+ * detection is asked again only if capture changed a slot: with none changed the second pass would
+ * get the very input the first had (the utterance and the same slots), and with it the same answer,
+ * one provider round trip later. A first detection that failed outright is always tried again.
+ */
 function reconcileReason(context: CallContext): TurnRecord['reconcileReason'] {
   if (context.policy.understandInOrder) return null;
   const { capture, preDetect } = context.work;
-  const newCritical = capture?.changed.some((name) => context.policy.criticalSlots.includes(name)) ?? false;
-  const unsure = preDetect === null || preDetect.confidence < context.policy.detectConfidenceThreshold;
+  const changed = capture?.changed ?? [];
+  const newCritical = changed.some((name) => context.policy.criticalSlots.includes(name));
+  const unsure =
+    preDetect === null ||
+    (preDetect.confidence < context.policy.detectConfidenceThreshold && changed.length > 0);
   return newCritical && unsure ? 'both' : newCritical ? 'new-critical-slot' : unsure ? 'unsure-detect' : null;
 }
 

@@ -114,7 +114,10 @@ export interface TurnRecord {
   readonly slots: Slots;
   readonly situation: Situation | null;
   readonly reconciled: boolean;
-  /** Why detect ran again: a new critical slot, a first detection too unsure to trust, or both. */
+  /**
+   * Why detect ran again: a new critical slot, a first detection too unsure to trust (failed, or
+   * below the threshold while capture changed some slot), or both.
+   */
   readonly reconcileReason: 'new-critical-slot' | 'unsure-detect' | 'both' | null;
   readonly tier: AnsweredBy;
   readonly confidence: number;

@@ -457,12 +457,53 @@ describe('understanding: capture, detect and reconcile', () => {
     expect(lastTurn(h)).toMatchObject({ reconciled: false, slots: { callerName: 'Ann' } });
   });
 
-  it('re-runs detect when the first detection is below the confidence threshold', async () => {
+  it('re-runs detect when the first detection is below the confidence threshold and capture changed a slot', async () => {
+    const h = call({
+      capture: () => captured({ callerName: 'Ann' }, ['callerName']),
+      detect: ({ pass }) => situation('heating', pass === 'first' ? 0.3 : 0.8),
+    });
+    await connect(h);
+    await say(h, 'it is Ann, the heating I think');
+    expect(h.calls.detect).toEqual([
+      expect.objectContaining({ pass: 'first', slots: {} }),
+      expect.objectContaining({ pass: 'reconcile', slots: { callerName: 'Ann' } }),
+    ]);
+    expect(lastTurn(h)).toMatchObject({
+      reconciled: true,
+      reconcileReason: 'unsure-detect',
+      situation: { confidence: 0.8 },
+    });
+  });
+
+  it('keeps an unsure first detection when capture changed nothing: a second pass would get the same input', async () => {
     const h = call({ detect: ({ pass }) => situation('heating', pass === 'first' ? 0.3 : 0.8) });
     await connect(h);
     await say(h, 'it is the heating, I think');
+    expect(h.calls.detect).toEqual([expect.objectContaining({ pass: 'first' })]);
+    expect(lastTurn(h)).toMatchObject({
+      reconciled: false,
+      reconcileReason: null,
+      situation: { confidence: 0.3 },
+    });
+    // Capture failing changes nothing either.
+    const failed = call({
+      capture: () => Promise.reject(new Error('extractor down')),
+      detect: () => situation('heating', 0.3),
+    });
+    await connect(failed);
+    await say(failed, 'it is the heating, I think');
+    expect(failed.calls.detect).toHaveLength(1);
+  });
+
+  it('tries detect again when the first detection failed outright', async () => {
+    const h = call({
+      detect: ({ pass }) =>
+        pass === 'first' ? Promise.reject(new Error('detector down')) : situation('heating', 0.9),
+    });
+    await connect(h);
+    await say(h, 'my heating is off');
     expect(h.calls.detect).toHaveLength(2);
-    expect(lastTurn(h).situation).toMatchObject({ confidence: 0.8 });
+    expect(lastTurn(h)).toMatchObject({ reconciled: true, reconcileReason: 'unsure-detect' });
   });
 
   it('keeps going without new slots when capture fails', async () => {
