@@ -58,7 +58,7 @@ import type { AnsweredBy, StageTimings } from '../../machines/types.ts';
 import { loadEnv } from '../config/env.ts';
 import { closeRedis, createRedisClient, waitForRedis } from '../store/redisClient.ts';
 import { createPgDb } from '../store/sql/pgDb.ts';
-import { isMain, parseCli } from './args.ts';
+import { isMain, parseCli, userPath } from './args.ts';
 
 const USAGE = `usage: npm run bench -- [options]
 
@@ -414,7 +414,7 @@ function settingsFrom(argv: string[]): Settings | null {
         .filter((s) => s !== ''),
     ),
     pin: !values['no-pin'] && os.availableParallelism() >= 2,
-    cpuProfDir: values['cpu-prof'] ?? null,
+    cpuProfDir: values['cpu-prof'] === undefined ? null : userPath(values['cpu-prof']),
     json: values.json,
     quick,
   };

@@ -14,7 +14,7 @@ import type { ArmName } from '../bench/audio/audioReport.ts';
 import { formatAudioReport } from '../bench/audio/audioReport.ts';
 import type { AudioBenchSettings } from '../bench/audio/runAudioBench.ts';
 import { DEFAULT_AUDIO_SETTINGS, runAudioBench } from '../bench/audio/runAudioBench.ts';
-import { isMain, parseCli } from './args.ts';
+import { isMain, parseCli, userPath } from './args.ts';
 
 const USAGE = `usage: npm run bench -- audio [options]
 
@@ -131,7 +131,7 @@ export function audioSettingsFrom(argv: string[]): { settings: AudioBenchSetting
     company: companyFlag(values.company),
     logLevel: values['log-level'],
     pin: !values['no-pin'] && os.availableParallelism() >= 2,
-    cpuProfDir: values['cpu-prof'] ?? null,
+    cpuProfDir: values['cpu-prof'] === undefined ? null : userPath(values['cpu-prof']),
     serverNodeFlags: values['node-flags']?.split(/\s+/).filter(Boolean) ?? [],
   };
   return { settings, json: values.json };

@@ -13,7 +13,8 @@
  *     [--save-audio heard.wav] [--json]
  */
 import { randomBytes } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
+import { stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import { parseArgs } from 'node:util';
 import WebSocket from 'ws';
@@ -24,7 +25,7 @@ import { loadEnv } from '../config/env.ts';
 import { AppError, ConfigError } from '../errors.ts';
 import { TRACE_HEADER } from '../twilio/relayProtocol.ts';
 import { twilioSignature } from '../twilio/signature.ts';
-import { isMain } from './args.ts';
+import { isMain, userPath } from './args.ts';
 import type { MediaCallStep } from './mediaCall.ts';
 import {
   formatMediaSummary,
@@ -372,6 +373,14 @@ async function main(): Promise<number> {
   return 0;
 }
 
+/** Refuses a --save-audio path whose folder does not exist or is not a folder. */
+async function checkSaveFolder(file: string): Promise<void> {
+  const folder = path.dirname(file);
+  const found = await stat(folder).catch(() => null);
+  if (found === null) usageError(`--save-audio: the folder ${folder} does not exist`);
+  if (!found.isDirectory()) usageError(`--save-audio: ${folder} is not a folder`);
+}
+
 /** --media: streams audio as Twilio Media Streams; the steps run in command-line order. */
 async function mainMedia({ values, tokens }: Cli, env: EnvConfig): Promise<number> {
   if (values.interactive) usageError('--interactive is for the text relay; drop --media');
@@ -379,7 +388,7 @@ async function mainMedia({ values, tokens }: Cli, env: EnvConfig): Promise<numbe
   for (const token of tokens) {
     if (token.kind !== 'option' || token.value === undefined) continue;
     if (token.name === 'wav') {
-      steps.push({ kind: 'utterance', utterance: await loadWavUtterance(token.value) });
+      steps.push({ kind: 'utterance', utterance: await loadWavUtterance(userPath(token.value)) });
     } else if (token.name === 'say') {
       steps.push({ kind: 'utterance', utterance: await synthesizeUtterance(token.value) });
     } else if (token.name === 'dtmf') {
@@ -393,7 +402,9 @@ async function mainMedia({ values, tokens }: Cli, env: EnvConfig): Promise<numbe
   const bargeInAfterMs = bargeIn === undefined ? undefined : Number(bargeIn);
   if (bargeInAfterMs !== undefined && !(Number.isInteger(bargeInAfterMs) && bargeInAfterMs >= 0))
     usageError(`--barge-in-after-ms takes a whole number of milliseconds: ${bargeIn}`);
-  const savePath = values['save-audio'];
+  const savePath = values['save-audio'] === undefined ? undefined : userPath(values['save-audio']);
+  // Checked before the call, so a typo does not throw away the audio of a call that has happened.
+  if (savePath !== undefined) await checkSaveFolder(savePath);
   const json = values.json;
 
   const { report, playedAudio } = await runMediaCall({

@@ -21,7 +21,7 @@ import { fillEmptyStore, readDocumentFiles } from '../store/configStore.ts';
 import { createRedisServices } from '../store/redisServices.ts';
 import { openDb } from '../store/sql/openDb.ts';
 import { createSqlConfigStore } from '../store/sql/sqlConfigStore.ts';
-import { isMain, parseCli } from './args.ts';
+import { isMain, parseCli, userPath } from './args.ts';
 
 const USAGE = `usage:
   npm run company -- import FILE [FILE…]        validate and store company/template JSON files
@@ -106,7 +106,7 @@ async function main(argv: string[]): Promise<number> {
   }
   const env = loadEnv();
   // Files are read and checked on their own first: a broken file needs no database.
-  const incoming = command === 'import' ? await readDocumentFiles(args) : [];
+  const incoming = command === 'import' ? await readDocumentFiles(args.map((file) => userPath(file))) : [];
   const opened = await openConfig(env);
   const config = opened.config;
   try {
@@ -146,9 +146,10 @@ async function main(argv: string[]): Promise<number> {
           );
           return 0;
         }
-        await mkdir(values.out, { recursive: true });
+        const out = userPath(values.out);
+        await mkdir(out, { recursive: true });
         for (const d of docs) {
-          const file = path.join(values.out, `${d.kind}.${d.id}.json`);
+          const file = path.join(out, `${d.kind}.${d.id}.json`);
           await writeFile(file, `${JSON.stringify(d.raw, null, 2)}\n`);
           process.stdout.write(`wrote ${file}\n`);
         }

@@ -13,7 +13,7 @@ import { ConfigError } from '../errors.ts';
 import { createCompanyRouter } from '../routing/companyRouter.ts';
 import { evaluateGolden, formatGoldenReport, parseGolden } from '../routing/evaluateGolden.ts';
 import { createLocalEmbedder } from '../routing/localEmbedder.ts';
-import { parseCli } from './args.ts';
+import { parseCli, userPath } from './args.ts';
 
 const USAGE =
   'usage: npm run eval -- --company FILE --template FILE [--template FILE...] --golden FILE [--json]';
@@ -83,7 +83,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return 0;
   }
-  const templatePaths = values.template ?? [];
+  const templatePaths = (values.template ?? []).map((p) => userPath(p));
   if (values.company === undefined || values.golden === undefined || templatePaths.length === 0) {
     process.stderr.write(
       `missing ${[values.company === undefined ? '--company' : '', templatePaths.length === 0 ? '--template' : '', values.golden === undefined ? '--golden' : ''].filter(Boolean).join(', ')}\n${USAGE}\n`,
@@ -91,10 +91,10 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   try {
-    const [company, templates] = await loadConfig(values.company, templatePaths);
+    const [company, templates] = await loadConfig(userPath(values.company), templatePaths);
     let goldenText: string;
     try {
-      goldenText = await readFile(values.golden, 'utf8');
+      goldenText = await readFile(userPath(values.golden), 'utf8');
     } catch (err) {
       throw new ConfigError([
         `${values.golden}: cannot read file (${err instanceof Error ? err.message : String(err)})`,

@@ -82,7 +82,13 @@ export function prepareUtterance(
 
 /** Reads a WAV file (any rate; see `readWav` for the formats) as an utterance. */
 export async function loadWavUtterance(file: string): Promise<Utterance> {
-  const bytes = await readFile(file);
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(file);
+  } catch (err) {
+    const reason = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message;
+    throw new AppError('ERR_WAV_UNREADABLE', `${file}: cannot read it (${reason})`, { cause: err });
+  }
   try {
     const wav = readWav(bytes);
     return prepareUtterance('wav', path.basename(file), wav.samples, wav.sampleRateHz);

@@ -40,11 +40,12 @@ afterEach(async () => {
   }
 });
 
-async function company(args: string[]) {
+async function company(args: string[], extraEnv: Record<string, string> = {}) {
   try {
     const r = await run(process.execPath, [CLI, ...args], {
       env: {
         ...process.env,
+        ...extraEnv,
         DATA_DIR: path.join(dir, 'data'),
         DATABASE_URL: schema === undefined ? '' : urlWithSchema(schema),
         // Invalidations (with REDIS_URL) go to a channel no engine of another test listens on.
@@ -151,6 +152,20 @@ describe(`npm run company (${BACKEND})`, () => {
     expect(JSON.parse(await readFile(path.join(out, 'template.drains.json'), 'utf8'))).toEqual(
       JSON.parse(await readFile(templateFile, 'utf8')),
     );
+  });
+
+  test('under npm run, file names are relative to the folder the command was typed in', async () => {
+    await writeDocs();
+    // What npm sets for `npm run company` typed in `dir`: the script itself runs in the package root.
+    const typedInDir = { INIT_CWD: dir, npm_package_json: path.resolve('package.json') };
+    const imported = await company(['import', 'company.lakeside.json', 'template.drains.json'], typedInDir);
+    expect(imported.stderr).toBe('');
+    expect(imported.code).toBe(0);
+    expect((await stored()).companies.has('lakeside-drains')).toBe(true);
+    const exported = await company(['export', 'lakeside-drains', '--out', 'exported'], typedInDir);
+    expect(exported.code).toBe(0);
+    expect(exported.stdout).toContain(`wrote ${path.join(dir, 'exported', 'company.lakeside-drains.json')}`);
+    await readFile(path.join(dir, 'exported', 'template.drains.json'), 'utf8');
   });
 
   test('list shows what the store holds, the demo included', async () => {

@@ -9,8 +9,8 @@ import { runNode, type NodeRun } from '../support/runNode.ts';
 const cli = fileURLToPath(new URL('../../src/cli/eval.ts', import.meta.url));
 const root = fileURLToPath(new URL('../..', import.meta.url));
 
-function run(args: readonly string[]): Promise<NodeRun> {
-  return runNode(cli, args, { cwd: root });
+function run(args: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<NodeRun> {
+  return runNode(cli, args, { cwd: root, env });
 }
 
 const dir = await mkdtemp(join(tmpdir(), 'switchboard-eval-'));
@@ -28,6 +28,23 @@ describe('npm run eval', () => {
     );
     expect(report['accuracy']).toBeGreaterThanOrEqual(0.9);
     expect(Object.keys(report['byTier'] as object).sort()).toEqual(['1', '2', 'none']);
+  });
+
+  it('under npm run, file names are relative to the folder the command was typed in', async () => {
+    const typedIn = await mkdtemp(join(dir, 'typed-'));
+    for (const [from, to] of [
+      [paths.demoCompany, 'company.json'],
+      [paths.demoTemplate, 'template.json'],
+      [paths.demoGolden, 'golden.jsonl'],
+    ] as const)
+      await writeFile(join(typedIn, to), await readFile(from));
+    const { code, stdout, stderr } = await run(
+      ['--company', 'company.json', '--template', 'template.json', '--golden', 'golden.jsonl', '--json'],
+      { ...process.env, INIT_CWD: typedIn, npm_package_json: join(root, 'package.json') },
+    );
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
+    expect((JSON.parse(stdout) as { total: number }).total).toBeGreaterThan(0);
   });
 
   it('prints a readable report with the wrong lines, and exits 0 even when accuracy is poor', async () => {

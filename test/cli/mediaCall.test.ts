@@ -714,6 +714,59 @@ describe('npm run call -- --media', { timeout: 20_000 }, () => {
     const badWav = await run(['--media', '--wav', bad]);
     expect(badWav.code).toBe(1);
     expect(badWav.stderr).toMatch(/bad\.wav: not a usable WAV file: no RIFF\/WAVE header/);
+    const gone = await run(['--media', '--wav', path.join(await dir, 'gone.wav')]);
+    expect(gone.code).toBe(1);
+    expect(gone.stderr).toBe(
+      `call failed: ${path.join(await dir, 'gone.wav')}: cannot read it (no such file)\n`,
+    );
+  });
+
+  test('--save-audio into a folder that is not there is refused before the call, not after it', async () => {
+    engine = await replyingEngine();
+    const wavPath = path.join(await dir, 'early.wav');
+    await writeFile(wavPath, pcm16ToWav(tone(600, 12_000, 3_200, 16_000), 16_000));
+    const nowhere = path.join(await dir, 'no-such-folder', 'heard.wav');
+    const refused = await run(['--media', '--url', engine.url, '--wav', wavPath, '--save-audio', nowhere]);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain(`--save-audio: the folder ${path.dirname(nowhere)} does not exist`);
+    expect(engine.streams).toHaveLength(0);
+    const notFolder = await run([
+      '--media',
+      '--url',
+      engine.url,
+      '--wav',
+      wavPath,
+      '--save-audio',
+      `${wavPath}/heard.wav`,
+    ]);
+    expect(notFolder.code).toBe(2);
+    expect(notFolder.stderr).toContain(`--save-audio: ${wavPath} is not a folder`);
+    expect(engine.streams).toHaveLength(0);
+  });
+
+  test('under npm run, --wav and --save-audio are relative to the folder the command was typed in', async () => {
+    engine = await replyingEngine();
+    const typedIn = await mkdtemp(path.join(await dir, 'sub-'));
+    await writeFile(path.join(typedIn, 'here.wav'), pcm16ToWav(tone(600, 12_000, 3_200, 16_000), 16_000));
+    // What npm sets for `npm run call` typed in `typedIn`: the script runs in the package root.
+    const { code, stdout, stderr } = await runNode(
+      cli,
+      ['--media', '--url', engine.url, '--wav', 'here.wav', '--save-audio', 'heard.wav'],
+      {
+        cwd: path.resolve('.'),
+        env: {
+          PATH: process.env['PATH'] ?? '',
+          LOG_LEVEL: 'silent',
+          INIT_CWD: typedIn,
+          npm_package_json: path.resolve('package.json'),
+        },
+      },
+    );
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
+    expect(stdout).toContain('#1 caller › here.wav');
+    expect(stdout).toContain(`what the caller heard: ${path.join(typedIn, 'heard.wav')}`);
+    expect(readWav(await readFile(path.join(typedIn, 'heard.wav'))).sampleRateHz).toBe(8000);
   });
 
   test('an engine that is not there: says which address it tried and how to start one, in both modes', async () => {
