@@ -1,7 +1,25 @@
 /** `npm start`: reads the environment, starts the engine, stops cleanly on SIGINT/SIGTERM. */
 import { startApp } from './app.ts';
 import { loadEnv } from './config/env.ts';
-import { ConfigError } from './errors.ts';
+import { AppError, ConfigError } from './errors.ts';
+
+/**
+ * What to tell the operator when the engine cannot start for a reason of theirs (a bad setting, the
+ * port or the embedded database taken): one line, no stack. Null for anything else, a bug, whose
+ * stack is worth seeing.
+ */
+function startupProblem(err: unknown): string | null {
+  if (err instanceof ConfigError) return err.message;
+  if (err instanceof AppError) return `switchboard could not start: ${err.message}`;
+  const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
+  if (e?.syscall === 'listen' && (e.code === 'EADDRINUSE' || e.code === 'EACCES')) {
+    const where = `${e.address ?? 'the address'}:${e.port ?? '?'}`;
+    return e.code === 'EADDRINUSE'
+      ? `switchboard could not start: ${where} is already in use (is another engine running?). Stop it, or choose another PORT.`
+      : `switchboard could not start: not allowed to listen on ${where}. Choose a PORT above 1023, or HOST.`;
+  }
+  return null;
+}
 
 try {
   const env = loadEnv();
@@ -22,9 +40,8 @@ try {
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
 } catch (err) {
-  if (err instanceof ConfigError) {
-    process.stderr.write(`${err.message}\n`);
-    process.exit(1);
-  }
-  throw err;
+  const problem = startupProblem(err);
+  if (problem === null) throw err;
+  process.stderr.write(`${problem}\n`);
+  process.exit(1);
 }
