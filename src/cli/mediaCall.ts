@@ -171,7 +171,19 @@ export async function postVoiceWebhook(options: VoiceWebhookOptions): Promise<st
     );
   }
   const twiml = await response.text();
-  if (!response.ok) throw new Error(`webhook answered HTTP ${response.status}: ${twiml.slice(0, 200)}`);
+  if (!response.ok) {
+    // A 403 is the engine checking signatures: the client signs only with the engine's token and URL.
+    const hint =
+      response.status !== 403
+        ? ''
+        : options.authToken
+          ? ` (signed for ${signedUrl}: give the client the engine's own TWILIO_AUTH_TOKEN and PUBLIC_BASE_URL)`
+          : " (the engine checks Twilio signatures: run the client with the engine's TWILIO_AUTH_TOKEN and PUBLIC_BASE_URL so it signs)";
+    throw new AppError(
+      'ERR_WEBHOOK_REFUSED',
+      `webhook answered HTTP ${response.status}: ${twiml.slice(0, 200)}${hint}`,
+    );
+  }
   return twiml;
 }
 

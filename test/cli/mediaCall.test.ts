@@ -790,6 +790,30 @@ describe('npm run call -- --media', { timeout: 20_000 }, () => {
     }
   });
 
+  test('an engine that checks signatures: a refused webhook says how to make the client sign', async () => {
+    const app = await startTestApp({ env: { TWILIO_AUTH_TOKEN: 'engine-token' } });
+    try {
+      const unsigned = await run(['--url', app.server.url, '--say', 'hello']);
+      expect(unsigned.code).toBe(1);
+      expect(unsigned.stderr).toContain('webhook answered HTTP 403');
+      expect(unsigned.stderr).toContain(
+        "the engine checks Twilio signatures: run the client with the engine's TWILIO_AUTH_TOKEN and PUBLIC_BASE_URL so it signs",
+      );
+      const wrong = await run(['--url', app.server.url, '--say', 'hello'], { TWILIO_AUTH_TOKEN: 'not-it' });
+      expect(wrong.code).toBe(1);
+      expect(wrong.stderr).toContain(
+        `signed for ${app.server.url}/twilio/voice: give the client the engine's own TWILIO_AUTH_TOKEN and PUBLIC_BASE_URL`,
+      );
+      const signed = await run(['--url', app.server.url, '--say', 'hello', '--json'], {
+        TWILIO_AUTH_TOKEN: 'engine-token',
+      });
+      expect(signed.stderr).toBe('');
+      expect(signed.code).toBe(0);
+    } finally {
+      await app.stop();
+    }
+  });
+
   test.skipIf(!hasEspeak)('--say synthesizes the utterance with espeak-ng', async () => {
     engine = await replyingEngine();
     const { code, stdout } = await run([
