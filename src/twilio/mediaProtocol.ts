@@ -179,8 +179,10 @@ export function isMediaFrame(value: unknown): value is MediaFrame {
 }
 
 // The documented layout of a media frame: compact JSON, keys in the order of Twilio's documentation
-// (research/protocols.md §1.2), which is what the test client and the bench send. Twilio's own frames
-// are expected in it; any that are not (spacing, another order) take the full parse, only slower.
+// (research/protocols.md §1.2), which is what the test client and the bench send. A published log of
+// a live Twilio Media Stream shows Twilio's own frames in exactly this layout (the test "frames byte
+// for byte as a live Twilio stream sends them" keeps one); any that are not (spacing, another order)
+// take the full parse, only slower.
 const MEDIA_HEAD = '{"event":"media","sequenceNumber":"';
 const AFTER_SEQUENCE = '","media":{"track":"';
 const AFTER_TRACK = '","chunk":"';

@@ -367,6 +367,36 @@ describe('scanMediaFrame and PayloadDecoder (the path without JSON.parse)', () =
   });
 });
 
+describe('frames byte for byte as a live Twilio stream sends them', () => {
+  // The layout of a published log of a real Media Stream (compact JSON; `start` with accountSid
+  // first and the sid repeated at the end; `media` keys in the documented order; `stop` with its
+  // streamSid before the stop body), with our own sids and audio.
+  const account = 'AC0f3c2d1e0f3c2d1e0f3c2d1e0f3c2d1e';
+  const call = 'CA1b2c3d4e5f60718293a4b5c6d7e8f901';
+  const frames = {
+    connected: '{"event":"connected","protocol":"Call","version":"1.0.0"}',
+    start:
+      `{"event":"start","sequenceNumber":"1","start":{"accountSid":"${account}","streamSid":"${SID}",` +
+      `"callSid":"${call}","tracks":["inbound"],"mediaFormat":{"encoding":"audio/x-mulaw","sampleRate":8000,` +
+      `"channels":1},"customParameters":{"company":"riverside-plumbing","token":"t0k3n"}},"streamSid":"${SID}"}`,
+    media:
+      '{"event":"media","sequenceNumber":"2","media":{"track":"inbound","chunk":"1","timestamp":"155",' +
+      `"payload":"${Buffer.alloc(160, 0xff).toString('base64')}"},"streamSid":"${SID}"}`,
+    stop: `{"event":"stop","sequenceNumber":"378","streamSid":"${SID}","stop":{"accountSid":"${account}","callSid":"${call}"}}`,
+  };
+
+  it('every one parses, as JSON.parse reads it', () => {
+    for (const [event, text] of Object.entries(frames)) {
+      const parsed = parseMediaFrame(text);
+      expect(parsed, event).toEqual({ ok: true, frame: JSON.parse(text) as unknown });
+    }
+  });
+
+  it('a media frame takes the path without JSON.parse', () => {
+    expect(scanMediaFrame(frames.media)).toEqual(JSON.parse(frames.media));
+  });
+});
+
 describe('outbound messages', () => {
   it('are the documented shapes, with the sid and mark name escaped', () => {
     expect(JSON.parse(mediaMessage(SID, PAYLOAD))).toEqual({
