@@ -165,14 +165,18 @@ afterEach(async () => {
   tap = app = fakes = null;
 });
 
-async function startEngine(transcripts: string[], msPerChar = MS_PER_CHAR): Promise<string> {
+async function startEngine(
+  transcripts: string[],
+  msPerChar = MS_PER_CHAR,
+  stt: 'realtime' | 'transcriptions' = 'realtime',
+): Promise<string> {
   fakes = await startDevFakes({
     portBase: 0,
     transcripts,
     silenceMs: SILENCE_MS,
     speechMsPerChar: msPerChar,
   });
-  app = await startTestApp({ env: { ...fakes.env } });
+  app = await startTestApp({ env: { ...(stt === 'realtime' ? fakes.env : fakes.transcriptionsEnv) } });
   tap = await startTap(app.server.url);
   return tap.url;
 }
@@ -329,6 +333,32 @@ describe('npm run call -- --media against the real engine', { timeout: 40_000 },
     const audibleMs = playedAudio!.filter((s) => s !== 0).length / 8;
     expect(audibleMs).toBeGreaterThan(report.totals.audioReceivedMs * 0.95);
     expect(audibleMs).toBeLessThanOrEqual(report.totals.audioReceivedMs);
+  });
+
+  test('the other STT mode, as `npm run fakes` prints it: utterances cut by the engine and posted as WAVs', async () => {
+    const url = await startEngine([ASK_PRICE, BYE], MS_PER_CHAR, 'transcriptions');
+    const { report } = await runMediaCall({
+      url,
+      to: DEMO,
+      from: CALLER,
+      steps: [wavStep(utterances.ask), wavStep(utterances.bye)],
+    });
+    expect(report.turns.map((t) => [t.transcript, t.reply])).toEqual([
+      [ASK_PRICE, await replyOf('pricing-service-call')],
+      [BYE, await replyOf('goodbye-thanks')],
+    ]);
+    expect(report.end?.by).toBe('engine');
+    // Each utterance reached the fake whisper server as one 8 kHz WAV, as long as its voice or longer.
+    const posted = fakes!.tts.transcriptionRequests;
+    expect(posted).toHaveLength(2);
+    for (const [request, voicedMs] of [
+      [posted[0]!, 900],
+      [posted[1]!, 600],
+    ] as const) {
+      expect(request.wav?.sampleRate).toBe(8000);
+      expect((request.wav!.samples.length / 8000) * 1000).toBeGreaterThanOrEqual(voicedMs - 80);
+    }
+    expect(fakes!.stt.connections).toHaveLength(0);
   });
 
   test('--barge-in-after-ms: the next utterance starts into a long reply, the engine clears it and the report says so', async () => {

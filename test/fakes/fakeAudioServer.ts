@@ -113,6 +113,11 @@ export interface FakeAudioOptions {
    * Default: a 300 ms 440 Hz tone whatever the text.
    */
   readonly defaultSpeech?: (body: Readonly<Record<string, unknown>>) => FakeSpeechReply;
+  /**
+   * The answer to a transcription request once the script queue is empty. Default: the text
+   * "fake transcript".
+   */
+  readonly defaultTranscription?: () => FakeTranscriptionReply;
 }
 
 export const DEFAULT_CHUNK_SIZES: readonly number[] = [1, 333, 2048, 7, 1001, 2, 513, 96];
@@ -346,7 +351,8 @@ export async function startFakeAudioServer(options: FakeAudioOptions = {}): Prom
       return;
     }
 
-    const reply = transcriptionQueue.shift() ?? { type: 'text', text: 'fake transcript' };
+    const reply = transcriptionQueue.shift() ??
+      options.defaultTranscription?.() ?? { type: 'text', text: 'fake transcript' };
     switch (reply.type) {
       case 'error':
         finished = true;

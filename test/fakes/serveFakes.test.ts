@@ -68,6 +68,12 @@ describe('startDevFakes', () => {
     // No OpenAI key: Tier 2 keeps its local embedder.
     expect(env.openai).toBeUndefined();
     expect(engineCommand({ A: 'http://x:1/v1', B: "it's" })).toBe(`A=http://x:1/v1 B='it'\\''s' npm start`);
+    const other = loadEnv({ ...fakes.transcriptionsEnv });
+    expect(other.speech?.stt).toMatchObject({
+      provider: 'openai-transcriptions',
+      baseURL: fakes.tts.baseURL,
+    });
+    expect(other.speech?.tts).toMatchObject({ provider: 'openai', baseURL: fakes.tts.baseURL });
   });
 });
 
@@ -99,7 +105,7 @@ describe('npm run fakes', () => {
     const run = start(['--port-base', '0', '--transcript', 'How much do you charge?', '--transcript', 'Bye']);
     const [line] = await run.waitFor(/^ {2}STT_PROVIDER=.* npm start$/m);
     expect(run.out()).toContain(
-      'The fake transcriber does not recognise speech: it answers each utterance with the next --transcript line (2 queued), then "hello there".',
+      'The fake transcribers do not recognise speech: each answers utterances with the --transcript lines in order (2 queued), then "hello there".',
     );
     expect(run.out()).toMatch(/The fake speech endpoint does not speak: every reply is a 440 Hz tone/);
     const env = Object.fromEntries(
@@ -120,6 +126,9 @@ describe('npm run fakes', () => {
       'ANTHROPIC_BASE_URL',
     ]);
     expect(loadEnv(env).speech).toBeDefined();
+    // The other STT mode's command, against the speech fake's transcriptions endpoint.
+    const [other] = await run.waitFor(/^ {2}STT_PROVIDER=openai-transcriptions .* npm start$/m);
+    expect(other).toContain(`STT_BASE_URL=${env['TTS_BASE_URL']} `);
     // The printed speech endpoint answers.
     const speech = await fetch(`${env['TTS_BASE_URL']}/audio/speech`, {
       method: 'POST',
@@ -136,7 +145,9 @@ describe('npm run fakes', () => {
     expect((await speech.arrayBuffer()).byteLength).toBe(12 * 65 * 48);
     run.child.kill('SIGINT');
     expect(await run.exited).toBe(0);
-    expect(run.out()).toMatch(/fakes stopped: 0 transcription sessions, 1 speech requests/);
+    expect(run.out()).toMatch(
+      /fakes stopped: 0 transcription sessions, 0 transcription requests, 1 speech requests/,
+    );
   });
 
   test('bad arguments exit 2 with the usage; a taken port exits 1 saying which', async () => {

@@ -47,6 +47,8 @@ export interface DevFakesOptions {
   /** Length of the speech tone per character of text. Default SPEECH_MS_PER_CHAR. */
   readonly speechMsPerChar?: number;
   readonly onAnswer?: (answer: FakeRealtimeAnswer) => void;
+  /** Each answer of the speech fake's `POST /audio/transcriptions` (the other STT mode). */
+  readonly onTranscription?: (answer: { readonly text: string; readonly scripted: boolean }) => void;
 }
 
 export interface DevFakes {
@@ -55,6 +57,11 @@ export interface DevFakes {
   readonly llm: FakeAnthropicServer;
   /** The engine's environment for these fakes, in the order it is printed. */
   readonly env: Readonly<Record<string, string>>;
+  /**
+   * The same with the other STT mode: utterances cut by the engine's VAD, each posted as a WAV to
+   * the speech fake's `/audio/transcriptions`, as to a local whisper server.
+   */
+  readonly transcriptionsEnv: Readonly<Record<string, string>>;
   close(): Promise<void>;
 }
 
@@ -125,26 +132,41 @@ export async function startDevFakes(options: DevFakesOptions = {}): Promise<DevF
     }),
   );
   stt.script(...(options.transcripts ?? []));
+  // The transcriptions endpoint answers from its own copy of the lines: an engine uses one mode.
+  const pending = [...(options.transcripts ?? [])];
   const tts = await start(1, (port) =>
-    startFakeAudioServer({ port, defaultSpeech: speechTone(options.speechMsPerChar) }),
+    startFakeAudioServer({
+      port,
+      defaultSpeech: speechTone(options.speechMsPerChar),
+      defaultTranscription: () => {
+        const scripted = pending.shift();
+        const text = scripted ?? options.defaultTranscript ?? DEFAULT_TRANSCRIPT;
+        options.onTranscription?.({ text, scripted: scripted !== undefined });
+        return { type: 'text', text };
+      },
+    }),
   );
   const llm = await start(2, (port) =>
     startFakeAnthropicServer({ port, defaultReply: { type: 'text', text: LLM_REPLY } }),
   );
 
+  const rest = {
+    TTS_PROVIDER: 'openai',
+    TTS_BASE_URL: tts.baseURL,
+    TTS_API_KEY: FAKE_KEY,
+    ANTHROPIC_API_KEY: FAKE_KEY,
+    ANTHROPIC_BASE_URL: llm.baseURL,
+  };
   return {
     stt,
     tts,
     llm,
-    env: {
-      STT_PROVIDER: 'openai-realtime',
-      STT_BASE_URL: stt.baseURL,
+    env: { STT_PROVIDER: 'openai-realtime', STT_BASE_URL: stt.baseURL, STT_API_KEY: FAKE_KEY, ...rest },
+    transcriptionsEnv: {
+      STT_PROVIDER: 'openai-transcriptions',
+      STT_BASE_URL: tts.baseURL,
       STT_API_KEY: FAKE_KEY,
-      TTS_PROVIDER: 'openai',
-      TTS_BASE_URL: tts.baseURL,
-      TTS_API_KEY: FAKE_KEY,
-      ANTHROPIC_API_KEY: FAKE_KEY,
-      ANTHROPIC_BASE_URL: llm.baseURL,
+      ...rest,
     },
     close: closeAll,
   };
@@ -179,11 +201,13 @@ function describeFakes(
     'Fakes on 127.0.0.1 (Ctrl-C stops them):',
     `  transcriber     ${realtime}  (OpenAI realtime transcription)`,
     `  speech          ${fakes.tts.baseURL}/audio/speech  (OpenAI text to speech)`,
+    `  transcriptions  ${fakes.tts.baseURL}/audio/transcriptions  (the other STT mode, as a local whisper server)`,
     `  language model  ${fakes.llm.baseURL}/v1/messages  (Anthropic Messages, Tier 3)`,
     '',
-    'The fake transcriber does not recognise speech: it answers each utterance with the next ' +
-      `--transcript line (${queued === 0 ? 'none given' : `${queued} queued`}), then "${options.defaultTranscript}". ` +
-      `An utterance is loud audio followed by ${options.silenceMs} ms of silence.`,
+    'The fake transcribers do not recognise speech: each answers utterances with the ' +
+      `--transcript lines in order (${queued === 0 ? 'none given' : `${queued} queued`}), then "${options.defaultTranscript}". ` +
+      `For the realtime one, an utterance is loud audio followed by ${options.silenceMs} ms of silence; ` +
+      "in the other mode the engine's own VAD cuts utterances.",
     `The fake speech endpoint does not speak: every reply is a ${TONE_HZ} Hz tone, ` +
       `${SPEECH_MS_PER_CHAR} ms per character of its text.`,
     `The fake language model answers every Tier 3 request with: "${LLM_REPLY}"`,
@@ -196,6 +220,11 @@ function describeFakes(
     'Then call it (a third terminal):',
     '',
     `  npm run call -- --media ${say}`,
+    '',
+    "To try the other STT mode instead (the engine's VAD cuts each utterance and posts it as a WAV),",
+    'start the engine with:',
+    '',
+    `  ${engineCommand(fakes.transcriptionsEnv)}`,
     '',
   ].join('\n');
 }
@@ -256,6 +285,11 @@ async function main(): Promise<number> {
       const source = a.scripted ? '' : ' (no --transcript left: the default)';
       process.stdout.write(`transcriber: utterance ${utterances} → "${text}"${source}\n`);
     },
+    onTranscription: (a) => {
+      utterances += 1;
+      const source = a.scripted ? '' : ' (no --transcript left: the default)';
+      process.stdout.write(`transcriptions: utterance ${utterances} → "${a.text}"${source}\n`);
+    },
   });
   process.stdout.write(describeFakes(fakes, { transcripts, defaultTranscript, silenceMs }));
 
@@ -265,7 +299,7 @@ async function main(): Promise<number> {
   });
   await fakes.close();
   process.stdout.write(
-    `fakes stopped: ${fakes.stt.connections.length} transcription sessions, ${fakes.tts.speechRequests.length} speech requests, ${fakes.llm.requests.length} language model requests\n`,
+    `fakes stopped: ${fakes.stt.connections.length} transcription sessions, ${fakes.tts.transcriptionRequests.length} transcription requests, ${fakes.tts.speechRequests.length} speech requests, ${fakes.llm.requests.length} language model requests\n`,
   );
   return 0;
 }
