@@ -16,7 +16,7 @@
  * accepted as digit strings and left as strings (nothing on the per-frame path needs them as numbers).
  */
 import { z } from 'zod';
-import { base64ByteLength } from '../providers/stt/sttSession.ts';
+import { base64ByteLength } from '../base64.ts';
 
 /**
  * The server's `maxPayload` for Media Streams sockets. Twilio's largest message is `start`, whose

@@ -15,10 +15,10 @@ import type {
   SessionUpdateEvent,
 } from 'openai/resources/realtime/realtime';
 import WebSocket, { type RawData } from 'ws';
+import { base64ByteLength } from '../../base64.ts';
 import { OPENAI_API_BASE_URL } from '../http/httpClient.ts';
 import {
   SttError,
-  base64ByteLength,
   callSafely,
   type SttCallbacks,
   type SttProvider,

@@ -128,14 +128,6 @@ export interface SttProvider {
   openSttSession(callbacks: SttCallbacks): SttSession;
 }
 
-/** Bytes carried by a base64 string, without decoding it. */
-export function base64ByteLength(b64: string): number {
-  const n = b64.length;
-  if (n === 0) return 0;
-  const padding = b64.charCodeAt(n - 1) === 61 ? (b64.charCodeAt(n - 2) === 61 ? 2 : 1) : 0;
-  return ((n * 3) >> 2) - padding;
-}
-
 /** Runs a caller callback; a throw is reported through onError (never from onError itself) instead of killing a socket handler. */
 export function callSafely(callbacks: SttCallbacks, run: () => void): void {
   try {
