@@ -37,6 +37,8 @@ const USAGE = `usage: npm run bench -- audio [options]
   --listen-only          callers never speak (silence, 50 frames/s): the per-frame path alone
   --company main         the engine's company: main (LLM capture/detect, warmup on) or cold (rule
                          capture/detect, no warmup: only Tier 3 turns call an LLM)
+  --tls                  the server's upstream over TLS, as to a real provider (needs openssl);
+                         the callers' leg stays plain, as behind a TLS-terminating balancer
   --log-level info       engine log level (written to /dev/null)
   --no-pin               do not pin processes to CPUs
   --cpu-prof DIR         write a V8 CPU profile of the server process (relay or engine) into DIR
@@ -96,6 +98,7 @@ export function audioSettingsFrom(argv: string[]): { settings: AudioBenchSetting
     'no-pin': { type: 'boolean', default: false },
     'cpu-prof': { type: 'string' },
     'node-flags': { type: 'string' },
+    tls: { type: 'boolean', default: false },
     quick: { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
@@ -133,6 +136,7 @@ export function audioSettingsFrom(argv: string[]): { settings: AudioBenchSetting
     pin: !values['no-pin'] && os.availableParallelism() >= 2,
     cpuProfDir: values['cpu-prof'] === undefined ? null : userPath(values['cpu-prof']),
     serverNodeFlags: values['node-flags']?.split(/\s+/).filter(Boolean) ?? [],
+    tls: values.tls,
   };
   return { settings, json: values.json };
 }

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { describe, expect, test } from 'vitest';
 import { formatAudioReport } from '../../src/bench/audio/audioReport.ts';
 import { parseStreamTwiml } from '../../src/bench/audio/mediaCallers.ts';
@@ -182,6 +183,35 @@ describe('runAudioBench', () => {
     expect(level.cpuPerCallPct).toBeGreaterThan(0);
     expect(formatAudioReport(result)).toContain('Bare relay');
   }, 40_000);
+
+  test.skipIf(spawnSync('openssl', ['version']).status !== 0)(
+    '--tls: both servers reach their upstream over TLS and the calls are answered',
+    async () => {
+      const result = await runAudioBench({
+        ...DEFAULT_AUDIO_SETTINGS,
+        arms: ['relay', 'engine'],
+        company: 'cold',
+        levels: [3],
+        climb: false,
+        keepGoing: true,
+        durationS: 4,
+        warmupS: 1,
+        firstSpeechMs: [200, 300],
+        pin: false,
+        tls: true,
+      });
+      expect(result.config['tls']).toBe(true);
+      // The fakes serve only TLS (https://, wss://): a reply heard means the upstream leg was TLS.
+      for (const arm of result.arms) {
+        expect(arm.note, arm.arm).toBeNull();
+        const level = arm.levels[0]!;
+        expect(level.callers.errors, arm.arm).toEqual({});
+        expect(level.server.liveCalls, arm.arm).toBe(3);
+        expect(level.callers.speechEndToFirstAudioMs.n, arm.arm).toBeGreaterThan(0);
+      }
+    },
+    60_000,
+  );
 
   test('3 callers for 5 s against the engine: real Media Streams calls answered, stage timings reported', async () => {
     const result = await runAudioBench({

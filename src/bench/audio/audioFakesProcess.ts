@@ -10,12 +10,17 @@
  *   URL = that base URL. The test fakes record every message for assertions; here the records are
  *   emptied every second so that their memory stays flat. Importing test fakes is acceptable in the
  *   bench, a dev tool, and nowhere else.
+ *
+ * With `tls` (PEM files), what the server under test connects to is served over TLS: the relay's
+ * upstream, or the engine's provider router (which talks plain HTTP to the fakes behind it).
  */
+import { readFileSync } from 'node:fs';
 import { startFakeAudioServer } from '../../../test/fakes/fakeAudioServer.ts';
 import type { FakeSpeechReply } from '../../../test/fakes/fakeAudioServer.ts';
 import { startFakeRealtimeServer } from '../../../test/fakes/fakeRealtimeServer.ts';
 import { serveFakeChild } from '../protocol.ts';
 import { startFakeVoiceUpstream } from './fakeVoiceUpstream.ts';
+import type { BenchTls } from './benchTls.ts';
 import { startProviderRouter } from './providerRouter.ts';
 import { voiceSamples } from './syntheticVoice.ts';
 
@@ -23,12 +28,14 @@ import { voiceSamples } from './syntheticVoice.ts';
 export type AudioFakesConfig =
   | {
       readonly mode: 'relay';
+      readonly tls: BenchTls | null;
       readonly silenceMsToStop: number;
       readonly replyDelayMs: number;
       readonly replyMs: number;
     }
   | {
       readonly mode: 'engine';
+      readonly tls: BenchTls | null;
       readonly llmBaseURL: string;
       readonly silenceMsToStop: number;
       /** What the fake transcription hears, utterance after utterance across calls (cycled). */
@@ -47,8 +54,19 @@ interface Fakes {
   close(): Promise<void>;
 }
 
+function readTls(tls: BenchTls | null): { tls: { cert: string; key: string } } | Record<string, never> {
+  return tls === null
+    ? {}
+    : { tls: { cert: readFileSync(tls.certFile, 'utf8'), key: readFileSync(tls.keyFile, 'utf8') } };
+}
+
 async function relayFakes(config: Extract<AudioFakesConfig, { mode: 'relay' }>): Promise<Fakes> {
-  const upstream = await startFakeVoiceUpstream(config);
+  const upstream = await startFakeVoiceUpstream({
+    silenceMsToStop: config.silenceMsToStop,
+    replyDelayMs: config.replyDelayMs,
+    replyMs: config.replyMs,
+    ...readTls(config.tls),
+  });
   let counted = 0;
   return {
     url: upstream.url,
@@ -94,6 +112,7 @@ async function engineFakes(config: Extract<AudioFakesConfig, { mode: 'engine' }>
     realtime: realtime.baseURL,
     audio: audio.baseURL,
     other: config.llmBaseURL,
+    ...readTls(config.tls),
   });
   let count = 0;
   const trim = () => {

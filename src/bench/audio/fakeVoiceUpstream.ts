@@ -11,6 +11,7 @@
  * A bench fake, not a test double: it records nothing but counts.
  */
 import { createServer } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { WebSocketServer } from 'ws';
@@ -26,6 +27,8 @@ export interface FakeVoiceUpstreamOptions {
   readonly replyDelayMs?: number;
   /** Audio per reply. Default 2000. */
   readonly replyMs?: number;
+  /** PEM certificate and key: serve `wss://` instead of `ws://`. */
+  readonly tls?: { readonly cert: string; readonly key: string };
 }
 
 export interface FakeVoiceUpstream {
@@ -97,8 +100,11 @@ export async function startFakeVoiceUpstream(
   let appends = 0;
   let replies = 0;
 
-  const http = createServer((_req, res) => res.writeHead(426).end());
-  http.on('connection', (socket) => {
+  const upgradeRequired = (_req: unknown, res: { writeHead(status: number): { end(): void } }) =>
+    res.writeHead(426).end();
+  const http =
+    options.tls === undefined ? createServer(upgradeRequired) : createTlsServer(options.tls, upgradeRequired);
+  http.on('connection', (socket: Socket) => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
   });
@@ -194,7 +200,7 @@ export async function startFakeVoiceUpstream(
   await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
   const port = (http.address() as AddressInfo).port;
   return {
-    url: `ws://127.0.0.1:${port}/v1/realtime`,
+    url: `${options.tls === undefined ? 'ws' : 'wss'}://127.0.0.1:${port}/v1/realtime`,
     get connections() {
       return connections;
     },

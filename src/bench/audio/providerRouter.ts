@@ -6,6 +6,8 @@
  * reaches the engine as the fake writes it. A bench tool, never a production path.
  */
 import { createServer, request as httpRequest, Agent } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { connect } from 'node:net';
 
@@ -14,6 +16,8 @@ export interface ProviderRoutes {
   readonly realtime: string;
   readonly audio: string;
   readonly other: string;
+  /** PEM certificate and key: the engine reaches the router over TLS (`https://`, `wss://`). */
+  readonly tls?: { readonly cert: string; readonly key: string };
 }
 
 export interface ProviderRouter {
@@ -34,7 +38,7 @@ export async function startProviderRouter(routes: ProviderRoutes): Promise<Provi
   const agent = new Agent({ keepAlive: true });
   const sockets = new Set<Socket>();
 
-  const server = createServer((req, res) => {
+  const handle = (req: IncomingMessage, res: ServerResponse) => {
     const target = (req.url ?? '').startsWith('/v1/audio/') ? audio : other;
     const upstream = httpRequest(
       { ...target, agent, method: req.method, path: req.url, headers: req.headers },
@@ -52,8 +56,9 @@ export async function startProviderRouter(routes: ProviderRoutes): Promise<Provi
       if (!res.writableFinished) upstream.destroy();
     });
     req.pipe(upstream);
-  });
-  server.on('connection', (socket) => {
+  };
+  const server = routes.tls === undefined ? createServer(handle) : createTlsServer(routes.tls, handle);
+  server.on('connection', (socket: Socket) => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
   });
@@ -81,7 +86,7 @@ export async function startProviderRouter(routes: ProviderRoutes): Promise<Provi
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;
   return {
-    baseURL: `http://127.0.0.1:${port}/v1`,
+    baseURL: `${routes.tls === undefined ? 'http' : 'https'}://127.0.0.1:${port}/v1`,
     close: async () => {
       for (const socket of sockets) socket.destroy();
       agent.destroy();

@@ -35,6 +35,8 @@ import { parseCompany, parseTemplate } from '../../config/companyConfig.ts';
 import { createCompanyRouter, decideWithoutLlm } from '../../routing/companyRouter.ts';
 import { createLocalEmbedder } from '../../routing/localEmbedder.ts';
 import type { AudioFakesConfig } from './audioFakesProcess.ts';
+import type { BenchTls } from './benchTls.ts';
+import { createBenchCertificate } from './benchTls.ts';
 import type {
   ArmName,
   AudioArmResult,
@@ -114,6 +116,12 @@ export interface AudioBenchSettings {
   readonly cpuProfDir: string | null;
   /** Extra Node/V8 flags for the server process (both arms), e.g. `--max-semi-space-size=16`. */
   readonly serverNodeFlags: readonly string[];
+  /**
+   * The server's upstream leg over TLS, as to a real provider: the relay's realtime socket, the
+   * engine's STT socket and HTTP requests. The callers' leg stays plain (TLS to Twilio ends at a
+   * balancer in front of the process, infra/haproxy.cfg).
+   */
+  readonly tls: boolean;
 }
 
 export const DEFAULT_AUDIO_SETTINGS: AudioBenchSettings = {
@@ -145,6 +153,7 @@ export const DEFAULT_AUDIO_SETTINGS: AudioBenchSettings = {
   pin: os.availableParallelism() >= 2,
   cpuProfDir: null,
   serverNodeFlags: [],
+  tls: false,
 };
 
 function serverArgs(s: AudioBenchSettings): string[] {
@@ -264,9 +273,19 @@ async function stopAll(children: readonly { stop(): Promise<void> }[]): Promise<
   await Promise.all(children.map((c) => c.stop().catch(() => undefined)));
 }
 
-async function startRelayArm(s: AudioBenchSettings, cpus: CpuPlan): Promise<ArmProcesses> {
+/** The server's environment for an upstream served with `tls`: it trusts the fakes' certificate. */
+function trustEnv(tls: BenchTls | null): Record<string, string> {
+  return tls === null ? {} : { NODE_EXTRA_CA_CERTS: tls.certFile };
+}
+
+async function startRelayArm(
+  s: AudioBenchSettings,
+  cpus: CpuPlan,
+  tls: BenchTls | null,
+): Promise<ArmProcesses> {
   const fakesConfig: AudioFakesConfig = {
     mode: 'relay',
+    tls,
     silenceMsToStop: s.silenceMsToStop,
     replyDelayMs: s.replyDelayMs,
     replyMs: s.replyMs,
@@ -282,7 +301,7 @@ async function startRelayArm(s: AudioBenchSettings, cpus: CpuPlan): Promise<ArmP
     );
     const server: Server = new Child('bare relay', RELAY_SCRIPT, {
       execArgv: serverArgs(s),
-      env: { BENCH_RELAY_UPSTREAM: upstreamUrl },
+      env: { BENCH_RELAY_UPSTREAM: upstreamUrl, ...trustEnv(tls) },
       cpus: cpus.server,
     });
     started.push(server);
@@ -324,7 +343,11 @@ async function meanReplyCharacters(companyFile: string, templateFile: string): P
   return total / TRANSCRIPTS.length;
 }
 
-async function startEngineArm(s: AudioBenchSettings, cpus: CpuPlan): Promise<ArmProcesses> {
+async function startEngineArm(
+  s: AudioBenchSettings,
+  cpus: CpuPlan,
+  tls: BenchTls | null,
+): Promise<ArmProcesses> {
   const { dataDir, companyFile, templateFile } = await createDataDir();
   // Ctrl-C: the children exit when their IPC channel closes; the data folder is ours to remove.
   const onInterrupt = () => {
@@ -354,6 +377,7 @@ async function startEngineArm(s: AudioBenchSettings, cpus: CpuPlan): Promise<Arm
     );
     const fakesConfig: AudioFakesConfig = {
       mode: 'engine',
+      tls,
       ttsMsPerChar: s.replyMs / (await meanReplyCharacters(companyFile, templateFile)),
       llmBaseURL,
       silenceMsToStop: s.silenceMsToStop,
@@ -372,7 +396,7 @@ async function startEngineArm(s: AudioBenchSettings, cpus: CpuPlan): Promise<Arm
     const engineConfig: MediaEngineConfig = { dataDir, openaiBaseURL, logLevel: s.logLevel };
     const server: Server = new Child('engine', ENGINE_SCRIPT, {
       execArgv: serverArgs(s),
-      env: { BENCH_AUDIO_ENGINE_CONFIG: JSON.stringify(engineConfig) },
+      env: { BENCH_AUDIO_ENGINE_CONFIG: JSON.stringify(engineConfig), ...trustEnv(tls) },
       cpus: cpus.server,
     });
     started.push(server);
@@ -502,13 +526,14 @@ async function runArm(
   round: number,
   s: AudioBenchSettings,
   cpus: CpuPlan,
+  tls: BenchTls | null,
   audio: CallerAudio,
   progress: (message: string) => void,
 ): Promise<AudioArmResult> {
   progress(`${name}: starting${s.rounds > 1 ? ` (round ${round} of ${s.rounds})` : ''}`);
   let arm: ArmProcesses;
   try {
-    arm = name === 'relay' ? await startRelayArm(s, cpus) : await startEngineArm(s, cpus);
+    arm = name === 'relay' ? await startRelayArm(s, cpus, tls) : await startEngineArm(s, cpus, tls);
   } catch (err) {
     if (name === 'relay') throw err;
     const note = `the engine did not start: ${err instanceof Error ? err.message : String(err)}`;
@@ -624,8 +649,13 @@ export async function runAudioBench(
   if (s.pin) execFileSync('taskset', ['-a', '-cp', '1', String(process.pid)], { stdio: 'ignore' });
   const audio = callerAudio();
   const arms: AudioArmResult[] = [];
-  for (let round = 1; round <= s.rounds; round++)
-    for (const name of s.arms) arms.push(await runArm(name, round, s, cpus, audio, progress));
+  const certificate = s.tls ? await createBenchCertificate() : null;
+  try {
+    for (let round = 1; round <= s.rounds; round++)
+      for (const name of s.arms) arms.push(await runArm(name, round, s, cpus, certificate, audio, progress));
+  } finally {
+    await certificate?.remove();
+  }
   return {
     machine: describeMachine(background),
     config: {
@@ -646,6 +676,7 @@ export async function runAudioBench(
       lateFrameTolerance: s.lateFrameTolerance,
       pinned: s.pin,
       logLevel: s.logLevel,
+      tls: s.tls,
     },
     arms,
     comparison: compare(arms),
