@@ -38,7 +38,7 @@ const USAGE = `usage: npm run bench -- audio [options]
   --company main         the engine's company: main (LLM capture/detect, warmup on) or cold (rule
                          capture/detect, no warmup: only Tier 3 turns call an LLM)
   --tls                  the server's upstream over TLS, as to a real provider (needs openssl);
-                         the callers' leg stays plain, as behind a TLS-terminating balancer
+                         the callers' leg stays plain, as behind a TLS terminator
   --log-level info       engine log level (written to /dev/null)
   --no-pin               do not pin processes to CPUs
   --cpu-prof DIR         write a V8 CPU profile of the server process (relay or engine) into DIR

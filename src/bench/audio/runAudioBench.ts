@@ -118,8 +118,8 @@ export interface AudioBenchSettings {
   readonly serverNodeFlags: readonly string[];
   /**
    * The server's upstream leg over TLS, as to a real provider: the relay's realtime socket, the
-   * engine's STT socket and HTTP requests. The callers' leg stays plain (TLS to Twilio ends at a
-   * balancer in front of the process, infra/haproxy.cfg).
+   * engine's STT socket and HTTP requests. The callers' leg stays plain: Twilio's TLS ends at a
+   * terminator in front of the balancer and the engines (infra/README.md).
    */
   readonly tls: boolean;
 }
