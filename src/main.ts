@@ -16,7 +16,7 @@ function startupProblem(err: unknown): string | null {
     const where = `${e.address ?? 'the address'}:${e.port ?? '?'}`;
     return e.code === 'EADDRINUSE'
       ? `switchboard could not start: ${where} is already in use (is another engine running?). Stop it, or choose another PORT.`
-      : `switchboard could not start: not allowed to listen on ${where}. Choose a PORT above 1023, or HOST.`;
+      : `switchboard could not start: not allowed to listen on ${where} (ports below 1024 need privileges). Choose another PORT.`;
   }
   return null;
 }

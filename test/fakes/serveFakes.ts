@@ -274,22 +274,24 @@ async function main(): Promise<number> {
   const defaultTranscript = values['default-transcript'];
 
   let utterances = 0;
+  /** One line per utterance a fake transcriber answered, whichever STT mode the engine uses. */
+  const announce = (fake: string, text: string, scripted: boolean) => {
+    utterances += 1;
+    const source = scripted ? '' : ' (no --transcript left: the default)';
+    process.stdout.write(`${fake}: utterance ${utterances} → "${text}"${source}\n`);
+  };
   const fakes = await startDevFakes({
     transcripts,
     defaultTranscript,
     silenceMs,
     ...(portBase === undefined ? {} : { portBase }),
-    onAnswer: (a) => {
-      utterances += 1;
-      const text = typeof a.answer === 'string' ? a.answer : `(failure) ${a.answer.fail}`;
-      const source = a.scripted ? '' : ' (no --transcript left: the default)';
-      process.stdout.write(`transcriber: utterance ${utterances} → "${text}"${source}\n`);
-    },
-    onTranscription: (a) => {
-      utterances += 1;
-      const source = a.scripted ? '' : ' (no --transcript left: the default)';
-      process.stdout.write(`transcriptions: utterance ${utterances} → "${a.text}"${source}\n`);
-    },
+    onAnswer: (a) =>
+      announce(
+        'transcriber',
+        typeof a.answer === 'string' ? a.answer : `(failure) ${a.answer.fail}`,
+        a.scripted,
+      ),
+    onTranscription: (a) => announce('transcriptions', a.text, a.scripted),
   });
   process.stdout.write(describeFakes(fakes, { transcripts, defaultTranscript, silenceMs }));
 

@@ -11,6 +11,7 @@
  * A bench fake, not a test double: it records nothing but counts.
  */
 import { createServer } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
@@ -100,8 +101,7 @@ export async function startFakeVoiceUpstream(
   let appends = 0;
   let replies = 0;
 
-  const upgradeRequired = (_req: unknown, res: { writeHead(status: number): { end(): void } }) =>
-    res.writeHead(426).end();
+  const upgradeRequired = (_req: IncomingMessage, res: ServerResponse) => res.writeHead(426).end();
   const http =
     options.tls === undefined ? createServer(upgradeRequired) : createTlsServer(options.tls, upgradeRequired);
   http.on('connection', (socket: Socket) => {
