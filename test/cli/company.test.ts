@@ -155,7 +155,7 @@ describe(`npm run company (${BACKEND})`, () => {
   });
 
   test('under npm run, file names are relative to the folder the command was typed in', async () => {
-    await writeDocs();
+    const { templateFile } = await writeDocs();
     // What npm sets for `npm run company` typed in `dir`: the script itself runs in the package root.
     const typedInDir = { INIT_CWD: dir, npm_package_json: path.resolve('package.json') };
     const imported = await company(['import', 'company.lakeside.json', 'template.drains.json'], typedInDir);
@@ -165,7 +165,9 @@ describe(`npm run company (${BACKEND})`, () => {
     const exported = await company(['export', 'lakeside-drains', '--out', 'exported'], typedInDir);
     expect(exported.code).toBe(0);
     expect(exported.stdout).toContain(`wrote ${path.join(dir, 'exported', 'company.lakeside-drains.json')}`);
-    await readFile(path.join(dir, 'exported', 'template.drains.json'), 'utf8');
+    expect(JSON.parse(await readFile(path.join(dir, 'exported', 'template.drains.json'), 'utf8'))).toEqual(
+      JSON.parse(await readFile(templateFile, 'utf8')),
+    );
   });
 
   test('list shows what the store holds, the demo included', async () => {
