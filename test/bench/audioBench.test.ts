@@ -55,6 +55,7 @@ describe('rounds', () => {
         }) as unknown as AudioLevelResult,
     ),
     sustainedCalls: sustained.length === 0 ? null : Math.max(...sustained),
+    upstreamTls: false,
   });
 
   test("the comparison takes each arm's median per level and keeps every round's own ratio", () => {
@@ -182,6 +183,7 @@ describe('runAudioBench', () => {
     }
     expect(level.cpuPerCallPct).toBeGreaterThan(0);
     expect(formatAudioReport(result)).toContain('Bare relay');
+    expect(arm.upstreamTls).toBe(false);
   }, 40_000);
 
   test.skipIf(spawnSync('openssl', ['version']).status !== 0)(
@@ -201,9 +203,13 @@ describe('runAudioBench', () => {
         tls: true,
       });
       expect(result.config['tls']).toBe(true);
-      // The fakes serve only TLS (https://, wss://): a reply heard means the upstream leg was TLS.
+      expect(formatAudioReport(result)).toContain(
+        '## Bare relay (src/bench/audio/bareRelay.ts), upstream over TLS',
+      );
+      // The fakes served the upstream on https:// or wss:// only, and calls were still answered.
       for (const arm of result.arms) {
         expect(arm.note, arm.arm).toBeNull();
+        expect(arm.upstreamTls, arm.arm).toBe(true);
         const level = arm.levels[0]!;
         expect(level.callers.errors, arm.arm).toEqual({});
         expect(level.server.liveCalls, arm.arm).toBe(3);
@@ -243,5 +249,6 @@ describe('runAudioBench', () => {
     expect(c.stages.speechStoppedToFirstAudioMs.n).toBeGreaterThan(0);
     expect(level.cpuPerCallPct).toBeGreaterThan(0);
     expect(formatAudioReport(result)).toContain('Engine');
+    expect(arm.upstreamTls).toBe(false);
   }, 60_000);
 });

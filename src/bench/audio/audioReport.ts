@@ -51,6 +51,8 @@ export interface AudioArmResult {
   readonly levels: readonly AudioLevelResult[];
   /** The largest level sustained; null when none was. */
   readonly sustainedCalls: number | null;
+  /** The server's upstream was served over TLS (the fakes answered on https:// or wss://; `--tls`). */
+  readonly upstreamTls: boolean;
 }
 
 export interface AudioComparison {
@@ -96,7 +98,10 @@ const ARM_TITLES: Record<ArmName, string> = {
 };
 
 function armText(arm: AudioArmResult, rounds: number): string {
-  const out = [`## ${ARM_TITLES[arm.arm]}${rounds > 1 ? `, round ${arm.round} of ${rounds}` : ''}`, ''];
+  const out = [
+    `## ${ARM_TITLES[arm.arm]}${arm.upstreamTls ? ', upstream over TLS' : ''}${rounds > 1 ? `, round ${arm.round} of ${rounds}` : ''}`,
+    '',
+  ];
   if (!arm.ran) return [...out, `not run: ${arm.note ?? 'unknown reason'}`].join('\n');
   if (arm.note !== null) out.push(arm.note, '');
   out.push(

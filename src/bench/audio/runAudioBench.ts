@@ -234,6 +234,8 @@ async function mediaStreamsMissing(url: string, number: string): Promise<string 
 interface ArmProcesses {
   readonly server: Server;
   readonly url: string;
+  /** What the server's upstream answers on, as the fakes reported it. */
+  readonly upstreamUrl: string;
   readonly fakes: readonly Fake[];
   readonly number: string;
   /** MediaCallersOptions.traceEvery. */
@@ -309,6 +311,7 @@ async function startRelayArm(
     return {
       server,
       url,
+      upstreamUrl,
       fakes: [fake],
       number: '+15550000000',
       traceEvery: 0,
@@ -404,6 +407,7 @@ async function startEngineArm(
     return {
       server,
       url,
+      upstreamUrl: openaiBaseURL,
       fakes: [llm, audio],
       number: COMPANIES[s.company].number,
       // One caller in four: enough turns for the per-stage figures, without charging every call
@@ -538,14 +542,22 @@ async function runArm(
     if (name === 'relay') throw err;
     const note = `the engine did not start: ${err instanceof Error ? err.message : String(err)}`;
     progress(`engine: not run: ${note}`);
-    return { arm: name, round, ran: false, note, levels: [], sustainedCalls: null };
+    return { arm: name, round, ran: false, note, levels: [], sustainedCalls: null, upstreamTls: false };
   }
   try {
     if (name === 'engine') {
       const missing = await mediaStreamsMissing(arm.url, arm.number);
       if (missing !== null) {
         progress(`engine: not run: ${missing}`);
-        return { arm: name, round, ran: false, note: missing, levels: [], sustainedCalls: null };
+        return {
+          arm: name,
+          round,
+          ran: false,
+          note: missing,
+          levels: [],
+          sustainedCalls: null,
+          upstreamTls: false,
+        };
       }
     }
     const levels: AudioLevelResult[] = [];
@@ -576,6 +588,7 @@ async function runArm(
       note,
       levels,
       sustainedCalls: sustained.length === 0 ? null : Math.max(...sustained),
+      upstreamTls: /^(https|wss):/.test(arm.upstreamUrl),
     };
   } finally {
     await arm.stop();
