@@ -4,9 +4,46 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { ParseArgsConfig } from 'node:util';
+import { AppError } from '../errors.ts';
 
+/**
+ * Parses `argv` against `options`. A flag the CLI does not know, or one missing its value, throws an
+ * `ERR_USAGE` AppError with one line to show the user (node's own message carries a hint about
+ * positionals that does not apply here).
+ */
 export function parseCli<T extends NonNullable<ParseArgsConfig['options']>>(argv: string[], options: T) {
-  return parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+  try {
+    return parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+  } catch (err) {
+    throw usageProblem(err);
+  }
+}
+
+/** A mistake in how a CLI was called: shown as one line, exit code 2. */
+export function usageError(message: string): AppError {
+  return new AppError('ERR_USAGE', message);
+}
+
+function usageProblem(err: unknown): unknown {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string' || !code.startsWith('ERR_PARSE_ARGS_')) return err;
+  const message = (err as Error).message;
+  const unknownFlag = /^Unknown option '([^']+)'/.exec(message)?.[1];
+  return usageError(
+    unknownFlag === undefined ? message : `unknown option ${unknownFlag} (--help lists the options)`,
+  );
+}
+
+/** What a CLI prints for an error that ends it: the message alone for the user's mistakes, the stack for bugs. */
+export function cliFailure(prefix: string, err: unknown): { text: string; exitCode: number } {
+  if (err instanceof AppError) {
+    const usage = err.code === 'ERR_USAGE';
+    return { text: usage ? err.message : `${prefix}: ${err.message}`, exitCode: usage ? 2 : 1 };
+  }
+  return {
+    text: `${prefix}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`,
+    exitCode: 1,
+  };
 }
 
 /** True when the module at `moduleUrl` is the script node was started with (not imported). */

@@ -58,7 +58,7 @@ import type { AnsweredBy, StageTimings } from '../../machines/types.ts';
 import { loadEnv } from '../config/env.ts';
 import { closeRedis, createRedisClient, waitForRedis } from '../store/redisClient.ts';
 import { createPgDb } from '../store/sql/pgDb.ts';
-import { isMain, parseCli, userPath } from './args.ts';
+import { cliFailure, isMain, parseCli, usageError, userPath } from './args.ts';
 
 const USAGE = `usage: npm run bench -- [options]
 
@@ -101,7 +101,7 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 function numberFlag(value: string | undefined, fallback: number, name: string): number {
   if (value === undefined) return fallback;
   const n = Number(value);
-  if (!Number.isFinite(n) || n < 0) throw new Error(`--${name}: expected a number, got ${value}`);
+  if (!Number.isFinite(n) || n < 0) throw usageError(`--${name}: expected a number, got ${value}`);
   return n;
 }
 
@@ -306,7 +306,7 @@ interface Settings {
 }
 
 function badStores(value: string): never {
-  throw new Error(`--stores: expected memory or env, got ${value}`);
+  throw usageError(`--stores: expected memory or env, got ${value}`);
 }
 
 /**
@@ -363,7 +363,7 @@ async function scratchStores(): Promise<{
 }
 
 function settingsFrom(argv: string[]): Settings | null {
-  const { values } = parseCli(argv, {
+  const { values, positionals } = parseCli(argv, {
     calls: { type: 'string' },
     duration: { type: 'string' },
     think: { type: 'string' },
@@ -385,6 +385,9 @@ function settingsFrom(argv: string[]): Settings | null {
     help: { type: 'boolean', default: false },
   });
   if (values.help) return null;
+  if (positionals.length > 0) {
+    throw usageError(`unexpected argument ${positionals[0]} (the audio bench is npm run bench -- audio)`);
+  }
   const quick = values.quick;
   const levels = (values.calls ?? (quick ? '10,50' : '50,200,500'))
     .split(',')
@@ -752,10 +755,9 @@ if (isMain(import.meta.url)) {
   (audio === null ? main() : import('./benchAudio.ts').then((m) => m.benchAudio(audio))).then(
     (code) => process.exit(code),
     (err: unknown) => {
-      process.stderr.write(
-        `bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
-      );
-      process.exit(1);
+      const { text, exitCode } = cliFailure('bench failed', err);
+      process.stderr.write(`${text}\n`);
+      process.exit(exitCode);
     },
   );
 }

@@ -14,7 +14,7 @@ import type { ArmName } from '../bench/audio/audioReport.ts';
 import { formatAudioReport } from '../bench/audio/audioReport.ts';
 import type { AudioBenchSettings } from '../bench/audio/runAudioBench.ts';
 import { DEFAULT_AUDIO_SETTINGS, runAudioBench } from '../bench/audio/runAudioBench.ts';
-import { isMain, parseCli, userPath } from './args.ts';
+import { cliFailure, isMain, parseCli, usageError, userPath } from './args.ts';
 
 const USAGE = `usage: npm run bench -- audio [options]
 
@@ -51,7 +51,7 @@ const USAGE = `usage: npm run bench -- audio [options]
 function numberFlag(value: string | undefined, fallback: number, name: string): number {
   if (value === undefined) return fallback;
   const n = Number(value);
-  if (!Number.isFinite(n) || n < 0) throw new Error(`--${name}: expected a number, got ${value}`);
+  if (!Number.isFinite(n) || n < 0) throw usageError(`--${name}: expected a number, got ${value}`);
   return n;
 }
 
@@ -65,19 +65,19 @@ function armsFlag(value: string | undefined): readonly ArmName[] {
   if (value === undefined) return DEFAULT_AUDIO_SETTINGS.arms;
   return value.split(',').map((a) => {
     const arm = a.trim();
-    if (arm !== 'relay' && arm !== 'engine') throw new Error(`--arms: expected relay or engine, got ${arm}`);
+    if (arm !== 'relay' && arm !== 'engine') throw usageError(`--arms: expected relay or engine, got ${arm}`);
     return arm;
   });
 }
 
 function companyFlag(value: string): 'main' | 'cold' {
   if (value === 'main' || value === 'cold') return value;
-  throw new Error(`--company: expected main or cold, got ${value}`);
+  throw usageError(`--company: expected main or cold, got ${value}`);
 }
 
 /** Settings from the command line; null when help was asked for. */
 export function audioSettingsFrom(argv: string[]): { settings: AudioBenchSettings; json: boolean } | null {
-  const { values } = parseCli(argv, {
+  const { values, positionals } = parseCli(argv, {
     arms: { type: 'string' },
     calls: { type: 'string' },
     'keep-going': { type: 'boolean', default: false },
@@ -104,6 +104,7 @@ export function audioSettingsFrom(argv: string[]): { settings: AudioBenchSetting
     help: { type: 'boolean', default: false },
   });
   if (values.help) return null;
+  if (positionals.length > 0) throw usageError(`unexpected argument ${positionals[0]}`);
   const d = DEFAULT_AUDIO_SETTINGS;
   const quick = values.quick;
   const listed =
@@ -158,10 +159,9 @@ if (isMain(import.meta.url)) {
   benchAudio(process.argv.slice(2)).then(
     (code) => process.exit(code),
     (err: unknown) => {
-      process.stderr.write(
-        `bench audio failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
-      );
-      process.exit(1);
+      const { text, exitCode } = cliFailure('bench audio failed', err);
+      process.stderr.write(`${text}\n`);
+      process.exit(exitCode);
     },
   );
 }

@@ -1,7 +1,12 @@
-/** `userPath`: where a path typed on a command line points, under `npm run` and without it. */
+/**
+ * `userPath`: where a path typed on a command line points, under `npm run` and without it.
+ * `parseCli` and `cliFailure`: a mistyped flag is one line for the user, not a stack.
+ */
+import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { userPath } from '../../src/cli/args.ts';
+import { cliFailure, parseCli, userPath } from '../../src/cli/args.ts';
+import { AppError } from '../../src/errors.ts';
 
 describe('userPath', () => {
   const root = path.resolve('/srv/switchboard');
@@ -24,5 +29,73 @@ describe('userPath', () => {
     expect(userPath('q.wav', npm, elsewhere)).toBe(path.join(elsewhere, 'q.wav'));
     // INIT_CWD alone, with no package.json named, is not trusted either.
     expect(userPath('q.wav', { INIT_CWD: typedIn }, root)).toBe(path.join(root, 'q.wav'));
+  });
+});
+
+describe('parseCli', () => {
+  const options = { calls: { type: 'string' }, json: { type: 'boolean', default: false } } as const;
+
+  test('reads the flags it knows', () => {
+    expect(parseCli(['--calls', '10', '--json'], options).values).toEqual({ calls: '10', json: true });
+  });
+
+  test('an unknown flag is a usage error naming it', () => {
+    const err = (() => {
+      try {
+        parseCli(['--climb=false'], options);
+      } catch (e) {
+        return e;
+      }
+      return null;
+    })();
+    expect(err).toBeInstanceOf(AppError);
+    expect(err).toMatchObject({
+      code: 'ERR_USAGE',
+      message: 'unknown option --climb (--help lists the options)',
+    });
+  });
+
+  test('a flag without its value is a usage error with node’s words', () => {
+    expect(() => parseCli(['--calls'], options)).toThrow(expect.objectContaining({ code: 'ERR_USAGE' }));
+  });
+});
+
+describe('cliFailure', () => {
+  test('usage errors: the message alone, exit code 2', () => {
+    expect(cliFailure('bench failed', new AppError('ERR_USAGE', 'unknown option --x'))).toEqual({
+      text: 'unknown option --x',
+      exitCode: 2,
+    });
+  });
+
+  test('other errors the code raised on purpose: one line with the prefix', () => {
+    expect(cliFailure('bench failed', new AppError('ERR_WAV_UNREADABLE', 'not a WAV'))).toEqual({
+      text: 'bench failed: not a WAV',
+      exitCode: 1,
+    });
+  });
+
+  test('anything else is a bug: the stack, to report it', () => {
+    const { text, exitCode } = cliFailure('bench failed', new TypeError('x is undefined'));
+    expect(text).toMatch(/^bench failed: TypeError: x is undefined\n\s+at /);
+    expect(exitCode).toBe(1);
+  });
+});
+
+describe('npm run bench: mistakes on the command line', () => {
+  const bench = (...args: string[]) =>
+    spawnSync(process.execPath, ['src/cli/bench.ts', ...args], { encoding: 'utf8', timeout: 15_000 });
+
+  test.each([
+    [['audio', '--climb=false'], 'unknown option --climb (--help lists the options)'],
+    [['--bogus'], 'unknown option --bogus (--help lists the options)'],
+    [['audio', '--calls', 'ten'], '--calls: expected a number, got ten'],
+    [['audio', '--arms', 'relay,sip'], '--arms: expected relay or engine, got sip'],
+    [['audi'], 'unexpected argument audi (the audio bench is npm run bench -- audio)'],
+  ])('%j: one line, exit code 2, nothing started', (args, line) => {
+    const run = bench(...args);
+    expect(run.stderr).toBe(`${line}\n`);
+    expect(run.stdout).toBe('');
+    expect(run.status).toBe(2);
   });
 });
