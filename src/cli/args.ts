@@ -12,8 +12,13 @@ import { AppError } from '../errors.ts';
  * positionals that does not apply here).
  */
 export function parseCli<T extends NonNullable<ParseArgsConfig['options']>>(argv: string[], options: T) {
+  return parseCliConfig({ args: argv, options, allowPositionals: true, strict: true });
+}
+
+/** `parseArgs` with any config (tokens, say), its mistakes turned into usage errors as in `parseCli`. */
+export function parseCliConfig<T extends ParseArgsConfig>(config: T): ReturnType<typeof parseArgs<T>> {
   try {
-    return parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+    return parseArgs(config);
   } catch (err) {
     throw usageProblem(err);
   }

@@ -16,7 +16,6 @@ import { randomBytes } from 'node:crypto';
 import { stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline/promises';
-import { parseArgs } from 'node:util';
 import WebSocket from 'ws';
 import { pcm16ToWav } from '../audio/wav.ts';
 import type { TurnTrace } from '../calls/callTransport.ts';
@@ -25,7 +24,7 @@ import { loadEnv } from '../config/env.ts';
 import { AppError, ConfigError } from '../errors.ts';
 import { TRACE_HEADER } from '../twilio/relayProtocol.ts';
 import { twilioSignature } from '../twilio/signature.ts';
-import { isMain, userPath } from './args.ts';
+import { isMain, parseCliConfig, userPath } from './args.ts';
 import type { MediaCallStep } from './mediaCall.ts';
 import {
   formatMediaSummary,
@@ -292,7 +291,7 @@ const USAGE = `usage: npm run call -- [--url http://127.0.0.1:8080] [--to +15550
 
 /** The options in command-line order too (`tokens`): --wav, --say and --dtmf interleave as given. */
 function parseCallArgs(argv: string[]) {
-  return parseArgs({
+  return parseCliConfig({
     args: argv,
     allowPositionals: true,
     strict: true,

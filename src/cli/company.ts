@@ -13,7 +13,7 @@ import path from 'node:path';
 import { pino } from 'pino';
 import type { EnvConfig } from '../config/env.ts';
 import { loadEnv } from '../config/env.ts';
-import { ConfigError } from '../errors.ts';
+import { AppError, ConfigError } from '../errors.ts';
 import { createLogger } from '../observability/logger.ts';
 import { createConfigService } from '../store/configService.ts';
 import type { ConfigService, ConfigValues, IncomingDocument, PutOutcome } from '../store/configService.ts';
@@ -165,11 +165,12 @@ if (isMain(import.meta.url)) {
   main(process.argv.slice(2)).then(
     (code) => process.exit(code),
     (err: unknown) => {
-      // A ConfigError lists every problem by file and field; anything else is one line.
-      process.stderr.write(
-        `${err instanceof ConfigError ? err.message : `company: ${(err as Error).message}`}\n`,
-      );
-      process.exit(1);
+      // A ConfigError lists every problem by file and field; a usage error is its own line; anything
+      // else is one line too.
+      const usage = err instanceof AppError && err.code === 'ERR_USAGE';
+      const message = (err as Error).message;
+      process.stderr.write(`${err instanceof ConfigError || usage ? message : `company: ${message}`}\n`);
+      process.exit(usage ? 2 : 1);
     },
   );
 }

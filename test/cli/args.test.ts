@@ -82,6 +82,21 @@ describe('cliFailure', () => {
   });
 });
 
+describe('the CLIs: mistakes on the command line', () => {
+  const cli = (script: string, ...args: string[]) =>
+    spawnSync(process.execPath, [`src/cli/${script}`, ...args], { encoding: 'utf8', timeout: 15_000 });
+
+  test.each([
+    ['call.ts', ['--bogus'], 'unknown option --bogus (--help lists the options)'],
+    ['call.ts', ['--media', '--wav'], "Option '--wav <value>' argument missing"],
+    ['company.ts', ['export', '--bogus'], 'unknown option --bogus (--help lists the options)'],
+  ])('%s %j: one line, exit code 2', (script, args, line) => {
+    const run = cli(script, ...args);
+    expect(run.stderr).toBe(`${line}\n`);
+    expect(run.status).toBe(2);
+  });
+});
+
 describe('npm run bench: mistakes on the command line', () => {
   const bench = (...args: string[]) =>
     spawnSync(process.execPath, ['src/cli/bench.ts', ...args], { encoding: 'utf8', timeout: 15_000 });
