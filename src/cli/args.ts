@@ -29,6 +29,14 @@ export function usageError(message: string): AppError {
   return new AppError('ERR_USAGE', message);
 }
 
+/** A flag's value as a number ≥ 0; `fallback` when the flag is absent. */
+export function numberFlag(value: string | undefined, fallback: number, name: string): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0) throw usageError(`--${name}: expected a number, got ${value}`);
+  return n;
+}
+
 function usageProblem(err: unknown): unknown {
   const code = (err as { code?: unknown } | null)?.code;
   if (typeof code !== 'string' || !code.startsWith('ERR_PARSE_ARGS_')) return err;

@@ -58,7 +58,7 @@ import type { AnsweredBy, StageTimings } from '../../machines/types.ts';
 import { loadEnv } from '../config/env.ts';
 import { closeRedis, createRedisClient, waitForRedis } from '../store/redisClient.ts';
 import { createPgDb } from '../store/sql/pgDb.ts';
-import { cliFailure, isMain, parseCli, usageError, userPath } from './args.ts';
+import { cliFailure, isMain, numberFlag, parseCli, usageError, userPath } from './args.ts';
 
 const USAGE = `usage: npm run bench -- [options]
 
@@ -97,13 +97,6 @@ function progress(message: string): void {
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-function numberFlag(value: string | undefined, fallback: number, name: string): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isFinite(n) || n < 0) throw usageError(`--${name}: expected a number, got ${value}`);
-  return n;
-}
 
 async function waitForNoCalls(engine: Engine, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

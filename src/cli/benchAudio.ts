@@ -14,7 +14,7 @@ import type { ArmName } from '../bench/audio/audioReport.ts';
 import { formatAudioReport } from '../bench/audio/audioReport.ts';
 import type { AudioBenchSettings } from '../bench/audio/runAudioBench.ts';
 import { DEFAULT_AUDIO_SETTINGS, runAudioBench } from '../bench/audio/runAudioBench.ts';
-import { cliFailure, isMain, parseCli, usageError, userPath } from './args.ts';
+import { cliFailure, isMain, numberFlag, parseCli, usageError, userPath } from './args.ts';
 
 const USAGE = `usage: npm run bench -- audio [options]
 
@@ -47,13 +47,6 @@ const USAGE = `usage: npm run bench -- audio [options]
   --quick                20 and 100 calls, 5 s windows, 2 s warm-ups
   --json                 print the result as JSON instead of tables
 `;
-
-function numberFlag(value: string | undefined, fallback: number, name: string): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isFinite(n) || n < 0) throw usageError(`--${name}: expected a number, got ${value}`);
-  return n;
-}
 
 function rangeFlag(value: string | undefined, fallback: readonly [number, number], name: string) {
   if (value === undefined) return fallback;
