@@ -4,7 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { ParseArgsConfig } from 'node:util';
-import { AppError } from '../errors.ts';
+import { AppError, ConfigError } from '../errors.ts';
 
 /**
  * Parses `argv` against `options`. A flag the CLI does not know, or one missing its value, throws an
@@ -24,9 +24,9 @@ export function parseCliConfig<T extends ParseArgsConfig>(config: T): ReturnType
   }
 }
 
-/** A mistake in how a CLI was called: shown as one line, exit code 2. */
-export function usageError(message: string): AppError {
-  return new AppError('ERR_USAGE', message);
+/** A mistake in how a CLI was called: shown as it is (with the CLI's usage when given), exit code 2. */
+export function usageError(message: string, usage?: string): AppError {
+  return new AppError('ERR_USAGE', usage === undefined ? message : `${message}\n${usage}`);
 }
 
 /** A flag's value as a number ≥ 0; `fallback` when the flag is absent. */
@@ -47,11 +47,16 @@ function usageProblem(err: unknown): unknown {
   );
 }
 
-/** What a CLI prints for an error that ends it: the message alone for the user's mistakes, the stack for bugs. */
+/**
+ * What a CLI prints for an error that ends it. A configuration problem and a usage mistake: their
+ * message alone (exit codes 1 and 2). The app's own errors and the system's (ENOENT, ECONNREFUSED …):
+ * one line after `prefix`. Anything else is a bug, whose stack is worth reporting.
+ */
 export function cliFailure(prefix: string, err: unknown): { text: string; exitCode: number } {
-  if (err instanceof AppError) {
-    const usage = err.code === 'ERR_USAGE';
-    return { text: usage ? err.message : `${prefix}: ${err.message}`, exitCode: usage ? 2 : 1 };
+  if (err instanceof ConfigError) return { text: err.message, exitCode: 1 };
+  if (err instanceof AppError && err.code === 'ERR_USAGE') return { text: err.message, exitCode: 2 };
+  if (err instanceof Error && typeof (err as { code?: unknown }).code === 'string') {
+    return { text: `${prefix}: ${err.message}`, exitCode: 1 };
   }
   return {
     text: `${prefix}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`,

@@ -21,10 +21,9 @@ import { pcm16ToWav } from '../audio/wav.ts';
 import type { TurnTrace } from '../calls/callTransport.ts';
 import type { EnvConfig } from '../config/env.ts';
 import { loadEnv } from '../config/env.ts';
-import { AppError, ConfigError } from '../errors.ts';
 import { TRACE_HEADER } from '../twilio/relayProtocol.ts';
 import { twilioSignature } from '../twilio/signature.ts';
-import { isMain, parseCliConfig, userPath } from './args.ts';
+import { cliFailure, isMain, parseCliConfig, usageError, userPath } from './args.ts';
 import type { MediaCallStep } from './mediaCall.ts';
 import {
   formatMediaSummary,
@@ -315,10 +314,6 @@ function parseCallArgs(argv: string[]) {
 
 type Cli = ReturnType<typeof parseCallArgs>;
 
-function usageError(message: string): never {
-  throw new AppError('ERR_USAGE', `${message}\n${USAGE}`);
-}
-
 async function main(): Promise<number> {
   const cli = parseCallArgs(process.argv.slice(2));
   const { values } = cli;
@@ -329,7 +324,7 @@ async function main(): Promise<number> {
   const env = loadEnv();
   if (values.media) return mainMedia(cli, env);
   if (values.wav.length > 0 || values.dtmf.length > 0 || values['save-audio'] !== undefined)
-    usageError('--wav, --dtmf and --save-audio need --media');
+    throw usageError('--wav, --dtmf and --save-audio need --media', USAGE);
   if (values.say.length === 0 && !values.interactive) {
     process.stdout.write(USAGE);
     return 2;
@@ -376,13 +371,13 @@ async function main(): Promise<number> {
 async function checkSaveFolder(file: string): Promise<void> {
   const folder = path.dirname(file);
   const found = await stat(folder).catch(() => null);
-  if (found === null) usageError(`--save-audio: the folder ${folder} does not exist`);
-  if (!found.isDirectory()) usageError(`--save-audio: ${folder} is not a folder`);
+  if (found === null) throw usageError(`--save-audio: the folder ${folder} does not exist`, USAGE);
+  if (!found.isDirectory()) throw usageError(`--save-audio: ${folder} is not a folder`, USAGE);
 }
 
 /** --media: streams audio as Twilio Media Streams; the steps run in command-line order. */
 async function mainMedia({ values, tokens }: Cli, env: EnvConfig): Promise<number> {
-  if (values.interactive) usageError('--interactive is for the text relay; drop --media');
+  if (values.interactive) throw usageError('--interactive is for the text relay; drop --media', USAGE);
   const steps: MediaCallStep[] = [];
   for (const token of tokens) {
     if (token.kind !== 'option' || token.value === undefined) continue;
@@ -392,15 +387,15 @@ async function mainMedia({ values, tokens }: Cli, env: EnvConfig): Promise<numbe
       steps.push({ kind: 'utterance', utterance: await synthesizeUtterance(token.value) });
     } else if (token.name === 'dtmf') {
       if (!/^[0-9*#A-D]$/.test(token.value))
-        usageError(`--dtmf takes one key (0-9, *, #, A-D): ${token.value}`);
+        throw usageError(`--dtmf takes one key (0-9, *, #, A-D): ${token.value}`, USAGE);
       steps.push({ kind: 'dtmf', digit: token.value });
     }
   }
-  if (steps.length === 0) usageError('--media needs at least one --wav, --say or --dtmf');
+  if (steps.length === 0) throw usageError('--media needs at least one --wav, --say or --dtmf', USAGE);
   const bargeIn = values['barge-in-after-ms'];
   const bargeInAfterMs = bargeIn === undefined ? undefined : Number(bargeIn);
   if (bargeInAfterMs !== undefined && !(Number.isInteger(bargeInAfterMs) && bargeInAfterMs >= 0))
-    usageError(`--barge-in-after-ms takes a whole number of milliseconds: ${bargeIn}`);
+    throw usageError(`--barge-in-after-ms takes a whole number of milliseconds: ${bargeIn}`, USAGE);
   const savePath = values['save-audio'] === undefined ? undefined : userPath(values['save-audio']);
   // Checked before the call, so a typo does not throw away the audio of a call that has happened.
   if (savePath !== undefined) await checkSaveFolder(savePath);
@@ -432,10 +427,9 @@ if (isMain(import.meta.url)) {
   main().then(
     (code) => process.exit(code),
     (err: unknown) => {
-      const usage = err instanceof AppError && err.code === 'ERR_USAGE';
-      const message = (err as Error).message;
-      process.stderr.write(`${usage || err instanceof ConfigError ? message : `call failed: ${message}`}\n`);
-      process.exit(usage ? 2 : 1);
+      const { text, exitCode } = cliFailure('call failed', err);
+      process.stderr.write(`${text}\n`);
+      process.exit(exitCode);
     },
   );
 }

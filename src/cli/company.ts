@@ -13,7 +13,6 @@ import path from 'node:path';
 import { pino } from 'pino';
 import type { EnvConfig } from '../config/env.ts';
 import { loadEnv } from '../config/env.ts';
-import { AppError, ConfigError } from '../errors.ts';
 import { createLogger } from '../observability/logger.ts';
 import { createConfigService } from '../store/configService.ts';
 import type { ConfigService, ConfigValues, IncomingDocument, PutOutcome } from '../store/configService.ts';
@@ -21,7 +20,7 @@ import { fillEmptyStore, readDocumentFiles } from '../store/configStore.ts';
 import { createRedisServices } from '../store/redisServices.ts';
 import { openDb } from '../store/sql/openDb.ts';
 import { createSqlConfigStore } from '../store/sql/sqlConfigStore.ts';
-import { isMain, parseCli, userPath } from './args.ts';
+import { cliFailure, isMain, parseCli, userPath } from './args.ts';
 
 const USAGE = `usage:
   npm run company -- import FILE [FILE…]        validate and store company/template JSON files
@@ -165,12 +164,9 @@ if (isMain(import.meta.url)) {
   main(process.argv.slice(2)).then(
     (code) => process.exit(code),
     (err: unknown) => {
-      // A ConfigError lists every problem by file and field; a usage error is its own line; anything
-      // else is one line too.
-      const usage = err instanceof AppError && err.code === 'ERR_USAGE';
-      const message = (err as Error).message;
-      process.stderr.write(`${err instanceof ConfigError || usage ? message : `company: ${message}`}\n`);
-      process.exit(usage ? 2 : 1);
+      const { text, exitCode } = cliFailure('company', err);
+      process.stderr.write(`${text}\n`);
+      process.exit(exitCode);
     },
   );
 }

@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { cliFailure, parseCli, userPath } from '../../src/cli/args.ts';
-import { AppError } from '../../src/errors.ts';
+import { AppError, ConfigError } from '../../src/errors.ts';
 
 describe('userPath', () => {
   const root = path.resolve('/srv/switchboard');
@@ -71,6 +71,23 @@ describe('cliFailure', () => {
   test('other errors the code raised on purpose: one line with the prefix', () => {
     expect(cliFailure('bench failed', new AppError('ERR_WAV_UNREADABLE', 'not a WAV'))).toEqual({
       text: 'bench failed: not a WAV',
+      exitCode: 1,
+    });
+  });
+
+  test('a configuration problem: its list alone, exit code 1', () => {
+    expect(cliFailure('company', new ConfigError(['a.json: slots.0.name: required']))).toEqual({
+      text: 'Invalid configuration:\n  - a.json: slots.0.name: required',
+      exitCode: 1,
+    });
+  });
+
+  test('a system error (it has a code): one line with the prefix', () => {
+    const err = Object.assign(new Error("ENOENT: no such file or directory, open 'x.wav'"), {
+      code: 'ENOENT',
+    });
+    expect(cliFailure('call failed', err)).toEqual({
+      text: "call failed: ENOENT: no such file or directory, open 'x.wav'",
       exitCode: 1,
     });
   });

@@ -12,7 +12,7 @@
  * Fakes never go on a production path, which is why this lives under test/.
  */
 import { AppError } from '../../src/errors.ts';
-import { isMain, parseCli } from '../../src/cli/args.ts';
+import { cliFailure, isMain, parseCli, usageError } from '../../src/cli/args.ts';
 import { startFakeAnthropicServer } from './fakeAnthropicServer.ts';
 import type { FakeAnthropicServer } from './fakeAnthropicServer.ts';
 import { startFakeAudioServer, toneSamples } from './fakeAudioServer.ts';
@@ -234,15 +234,11 @@ const USAGE = `usage: npm run fakes -- [--transcript "…"]… [--default-transc
   N defaults to ${DEFAULT_PORT_BASE}, 0 lets the system pick. Each --transcript answers one utterance, in order.
 `;
 
-function usageError(message: string): never {
-  throw new AppError('ERR_USAGE', `${message}\n${USAGE}`);
-}
-
 function wholeNumber(name: string, raw: string | undefined, min: number, max: number): number | undefined {
   if (raw === undefined) return undefined;
   const n = Number(raw);
   if (!Number.isInteger(n) || n < min || n > max)
-    usageError(`--${name} takes a whole number from ${min} to ${max}: ${raw}`);
+    throw usageError(`--${name} takes a whole number from ${min} to ${max}: ${raw}`, USAGE);
   return n;
 }
 
@@ -256,7 +252,7 @@ function parseFakesArgs(argv: string[]) {
       help: { type: 'boolean', default: false },
     });
   } catch (err) {
-    return usageError((err as Error).message);
+    throw usageError((err as Error).message, USAGE);
   }
 }
 
@@ -268,7 +264,7 @@ async function main(): Promise<number> {
   }
   const portBase = wholeNumber('port-base', values['port-base'], 0, 65_533);
   if (portBase !== undefined && portBase !== 0 && portBase < 1024)
-    usageError(`--port-base must be 0 or from 1024: ${portBase}`);
+    throw usageError(`--port-base must be 0 or from 1024: ${portBase}`, USAGE);
   const silenceMs = wholeNumber('silence-ms', values['silence-ms'], 20, 10_000) ?? DEFAULT_SILENCE_MS;
   const transcripts = values.transcript;
   const defaultTranscript = values['default-transcript'];
@@ -310,9 +306,9 @@ if (isMain(import.meta.url)) {
   main().then(
     (code) => process.exit(code),
     (err: unknown) => {
-      const known = err instanceof AppError;
-      process.stderr.write(`${known ? err.message : `fakes failed: ${(err as Error).message}`}\n`);
-      process.exit(known && err.code === 'ERR_USAGE' ? 2 : 1);
+      const { text, exitCode } = cliFailure('fakes failed', err);
+      process.stderr.write(`${text}\n`);
+      process.exit(exitCode);
     },
   );
 }
