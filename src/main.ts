@@ -1,24 +1,22 @@
 /** `npm start`: reads the environment, starts the engine, stops cleanly on SIGINT/SIGTERM. */
 import { startApp } from './app.ts';
 import { loadEnv } from './config/env.ts';
-import { AppError, ConfigError } from './errors.ts';
+import { cliFailure } from './cli/args.ts';
+
+const CANNOT_START = 'switchboard could not start';
 
 /**
- * What to tell the operator when the engine cannot start for a reason of theirs (a bad setting, the
- * port or the embedded database taken): one line, no stack. Null for anything else, a bug, whose
- * stack is worth seeing.
+ * The listening socket refused (port taken, or privileged): what the operator should do about it.
+ * Null for anything else, which `cliFailure` words like every CLI's errors (a bad setting, the
+ * embedded database taken: one line; a bug: its stack).
  */
-function startupProblem(err: unknown): string | null {
-  if (err instanceof ConfigError) return err.message;
-  if (err instanceof AppError) return `switchboard could not start: ${err.message}`;
+function listenProblem(err: unknown): string | null {
   const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
-  if (e?.syscall === 'listen' && (e.code === 'EADDRINUSE' || e.code === 'EACCES')) {
-    const where = `${e.address ?? 'the address'}:${e.port ?? '?'}`;
-    return e.code === 'EADDRINUSE'
-      ? `switchboard could not start: ${where} is already in use (is another engine running?). Stop it, or choose another PORT.`
-      : `switchboard could not start: not allowed to listen on ${where} (ports below 1024 need privileges). Choose another PORT.`;
-  }
-  return null;
+  if (e?.syscall !== 'listen' || (e.code !== 'EADDRINUSE' && e.code !== 'EACCES')) return null;
+  const where = `${e.address ?? 'the address'}:${e.port ?? '?'}`;
+  return e.code === 'EADDRINUSE'
+    ? `${CANNOT_START}: ${where} is already in use (is another engine running?). Stop it, or choose another PORT.`
+    : `${CANNOT_START}: not allowed to listen on ${where} (ports below 1024 need privileges). Choose another PORT.`;
 }
 
 try {
@@ -40,8 +38,6 @@ try {
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
 } catch (err) {
-  const problem = startupProblem(err);
-  if (problem === null) throw err;
-  process.stderr.write(`${problem}\n`);
+  process.stderr.write(`${listenProblem(err) ?? cliFailure(CANNOT_START, err).text}\n`);
   process.exit(1);
 }

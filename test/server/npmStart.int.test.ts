@@ -57,3 +57,13 @@ test('the embedded database held by a running engine: what to do instead, exit 1
   );
   expect(stderr.trim().split('\n')).toHaveLength(1);
 });
+
+test('a data folder that cannot be made: the system error in one line, exit 1, no stack', async () => {
+  const file = path.join(await dataDir, 'a-file');
+  await writeFile(file, 'not a folder');
+  const { code, stderr } = await start({ PORT: '0', DATA_DIR: path.join(file, 'data') });
+  expect(code).toBe(1);
+  expect(stderr).toBe(
+    `switchboard could not start: ENOTDIR: not a directory, mkdir '${path.join(file, 'data', 'pglite')}'\n`,
+  );
+});
