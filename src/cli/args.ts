@@ -9,18 +9,25 @@ import { AppError, ConfigError } from '../errors.ts';
 /**
  * Parses `argv` against `options`. A flag the CLI does not know, or one missing its value, throws an
  * `ERR_USAGE` AppError with one line to show the user (node's own message carries a hint about
- * positionals that does not apply here).
+ * positionals that does not apply here), followed by `usage` when the CLI gives it.
  */
-export function parseCli<T extends NonNullable<ParseArgsConfig['options']>>(argv: string[], options: T) {
-  return parseCliConfig({ args: argv, options, allowPositionals: true, strict: true });
+export function parseCli<T extends NonNullable<ParseArgsConfig['options']>>(
+  argv: string[],
+  options: T,
+  usage?: string,
+) {
+  return parseCliConfig({ args: argv, options, allowPositionals: true, strict: true }, usage);
 }
 
 /** `parseArgs` with any config (tokens, say), its mistakes turned into usage errors as in `parseCli`. */
-export function parseCliConfig<T extends ParseArgsConfig>(config: T): ReturnType<typeof parseArgs<T>> {
+export function parseCliConfig<T extends ParseArgsConfig>(
+  config: T,
+  usage?: string,
+): ReturnType<typeof parseArgs<T>> {
   try {
     return parseArgs(config);
   } catch (err) {
-    throw usageProblem(err);
+    throw usageProblem(err, usage);
   }
 }
 
@@ -37,14 +44,15 @@ export function numberFlag(value: string | undefined, fallback: number, name: st
   return n;
 }
 
-function usageProblem(err: unknown): unknown {
+function usageProblem(err: unknown, usage: string | undefined): unknown {
   const code = (err as { code?: unknown } | null)?.code;
   if (typeof code !== 'string' || !code.startsWith('ERR_PARSE_ARGS_')) return err;
   const message = (err as Error).message;
   const unknownFlag = /^Unknown option '([^']+)'/.exec(message)?.[1];
-  return usageError(
-    unknownFlag === undefined ? message : `unknown option ${unknownFlag} (--help lists the options)`,
-  );
+  if (unknownFlag === undefined) return usageError(message, usage);
+  // Without the usage text to show, point at it.
+  const hint = usage === undefined ? ' (--help lists the options)' : '';
+  return usageError(`unknown option ${unknownFlag}${hint}`, usage);
 }
 
 /**

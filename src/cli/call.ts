@@ -290,26 +290,29 @@ const USAGE = `usage: npm run call -- [--url http://127.0.0.1:8080] [--to +15550
 
 /** The options in command-line order too (`tokens`): --wav, --say and --dtmf interleave as given. */
 function parseCallArgs(argv: string[]) {
-  return parseCliConfig({
-    args: argv,
-    allowPositionals: true,
-    strict: true,
-    tokens: true,
-    options: {
-      url: { type: 'string', default: 'http://127.0.0.1:8080' },
-      to: { type: 'string', default: DEMO_NUMBER },
-      from: { type: 'string', default: '+15555550123' },
-      say: { type: 'string', multiple: true, default: [] },
-      interactive: { type: 'boolean', default: false },
-      json: { type: 'boolean', default: false },
-      help: { type: 'boolean', default: false },
-      media: { type: 'boolean', default: false },
-      wav: { type: 'string', multiple: true, default: [] },
-      dtmf: { type: 'string', multiple: true, default: [] },
-      'barge-in-after-ms': { type: 'string' },
-      'save-audio': { type: 'string' },
+  return parseCliConfig(
+    {
+      args: argv,
+      allowPositionals: true,
+      strict: true,
+      tokens: true,
+      options: {
+        url: { type: 'string', default: 'http://127.0.0.1:8080' },
+        to: { type: 'string', default: DEMO_NUMBER },
+        from: { type: 'string', default: '+15555550123' },
+        say: { type: 'string', multiple: true, default: [] },
+        interactive: { type: 'boolean', default: false },
+        json: { type: 'boolean', default: false },
+        help: { type: 'boolean', default: false },
+        media: { type: 'boolean', default: false },
+        wav: { type: 'string', multiple: true, default: [] },
+        dtmf: { type: 'string', multiple: true, default: [] },
+        'barge-in-after-ms': { type: 'string' },
+        'save-audio': { type: 'string' },
+      },
     },
-  });
+    USAGE,
+  );
 }
 
 type Cli = ReturnType<typeof parseCallArgs>;

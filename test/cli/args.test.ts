@@ -39,20 +39,33 @@ describe('parseCli', () => {
     expect(parseCli(['--calls', '10', '--json'], options).values).toEqual({ calls: '10', json: true });
   });
 
+  /** What parseCli threw, or null. */
+  const thrown = (argv: string[], usage?: string): unknown => {
+    try {
+      parseCli(argv, options, usage);
+    } catch (e) {
+      return e;
+    }
+    return null;
+  };
+
   test('an unknown flag is a usage error naming it', () => {
-    const err = (() => {
-      try {
-        parseCli(['--climb=false'], options);
-      } catch (e) {
-        return e;
-      }
-      return null;
-    })();
+    const err = thrown(['--climb=false']);
     expect(err).toBeInstanceOf(AppError);
     expect(err).toMatchObject({
       code: 'ERR_USAGE',
       message: 'unknown option --climb (--help lists the options)',
     });
+  });
+
+  test('with the CLI’s usage text, the usage follows the line instead of the --help hint', () => {
+    expect(thrown(['--climb'], 'usage: npm run x')).toMatchObject({
+      code: 'ERR_USAGE',
+      message: 'unknown option --climb\nusage: npm run x',
+    });
+    const missing = thrown(['--calls'], 'usage: npm run x');
+    expect(missing).toMatchObject({ code: 'ERR_USAGE' });
+    expect((missing as Error).message).toMatch(/argument missing\nusage: npm run x$/);
   });
 
   test('a flag without its value is a usage error with node’s words', () => {
@@ -104,14 +117,19 @@ describe('the CLIs: mistakes on the command line', () => {
     spawnSync(process.execPath, [`src/cli/${script}`, ...args], { encoding: 'utf8', timeout: 15_000 });
 
   test.each([
-    ['call.ts', ['--bogus'], 'unknown option --bogus (--help lists the options)'],
-    ['call.ts', ['--media', '--wav'], "Option '--wav <value>' argument missing"],
-    ['company.ts', ['export', '--bogus'], 'unknown option --bogus (--help lists the options)'],
-  ])('%s %j: one line, exit code 2', (script, args, line) => {
-    const run = cli(script, ...args);
-    expect(run.stderr).toBe(`${line}\n`);
-    expect(run.status).toBe(2);
-  });
+    ['call.ts', ['--bogus'], 'unknown option --bogus\nusage: npm run call -- '],
+    ['call.ts', ['--media', '--wav'], "Option '--wav <value>' argument missing\nusage: npm run call -- "],
+    ['company.ts', ['export', '--bogus'], 'unknown option --bogus (--help lists the options)\n'],
+  ])(
+    '%s %j: the mistake in one line, with the CLI’s usage when it has one; exit code 2',
+    (script, args, start) => {
+      const run = cli(script, ...args);
+      expect(run.stderr.startsWith(start), run.stderr).toBe(true);
+      // The company CLI gives no usage text: its one line is all it prints.
+      if (script === 'company.ts') expect(run.stderr).toBe(start);
+      expect(run.status).toBe(2);
+    },
+  );
 });
 
 describe('npm run bench: mistakes on the command line', () => {

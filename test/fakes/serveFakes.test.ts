@@ -156,9 +156,7 @@ describe('npm run fakes', () => {
     expect(bad.err()).toMatch(/--port-base must be 0 or from 1024: 80\nusage: npm run fakes/);
     const unknown = start(['--transcripts', 'x']);
     expect(await unknown.exited).toBe(2);
-    expect(unknown.err()).toMatch(
-      /^unknown option --transcripts \(--help lists the options\)\nusage: npm run fakes/,
-    );
+    expect(unknown.err()).toMatch(/^unknown option --transcripts\nusage: npm run fakes/);
 
     const base = await portBeforeATakenOne();
     const taken = start(['--port-base', String(base)]);

@@ -243,17 +243,17 @@ function wholeNumber(name: string, raw: string | undefined, min: number, max: nu
 }
 
 function parseFakesArgs(argv: string[]) {
-  try {
-    return parseCli(argv, {
+  return parseCli(
+    argv,
+    {
       transcript: { type: 'string', multiple: true, default: [] },
       'default-transcript': { type: 'string', default: DEFAULT_TRANSCRIPT },
       'port-base': { type: 'string' },
       'silence-ms': { type: 'string' },
       help: { type: 'boolean', default: false },
-    });
-  } catch (err) {
-    throw usageError((err as Error).message, USAGE);
-  }
+    },
+    USAGE,
+  );
 }
 
 async function main(): Promise<number> {
