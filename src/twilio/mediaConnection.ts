@@ -185,8 +185,13 @@ export function handleMediaSocket(
 
   /** Audio time (vad.elapsedMs) of the end of the caller's last voice; 0 = the stream's start. */
   let lastVoiceAtMs = 0;
-  /** The STT closed the caller's last utterance (its speech stopped) and has heard no speech since. */
-  let sttEnded = false;
+  /**
+   * The caller's last utterance as the STT reports it: `speaking` between its speech start and stop
+   * (the local VAD may not hear a soft voice at all: then this alone keeps the audio that ends the
+   * utterance from being held); `ended` once it stopped the utterance itself and no speech was heard
+   * since; `unknown` before the first, after a dropped socket, or once the local VAD hears speech.
+   */
+  let sttUtterance: 'unknown' | 'speaking' | 'ended' = 'unknown';
   /** What the STT adapter was last told (`setRelaxed`). */
   let relaxed = false;
   const vad = new Vad((event, atMs) => {
@@ -195,7 +200,7 @@ export function handleMediaSocket(
       // The onset lies (elapsed − atMs) of audio before the frame that confirmed it.
       onsetAt = now - (vad.elapsedMs - atMs);
       sendEvent({ type: 'caller.speechStarted' });
-      sttEnded = false;
+      if (sttUtterance === 'ended') sttUtterance = 'unknown';
     } else {
       localStoppedAt = now;
       lastVoiceAtMs = atMs;
@@ -370,7 +375,7 @@ export function handleMediaSocket(
     try {
       stt = deps.stt.openSttSession({
         onSpeechStarted: () => {
-          sttEnded = false;
+          sttUtterance = 'speaking';
           const now = performance.now();
           // The local VAD usually heard this utterance first; one barge-in event is enough.
           if (vad.speaking || now - localStoppedAt < SPEECH_DEDUPE_MS) return;
@@ -379,7 +384,8 @@ export function handleMediaSocket(
         },
         onSpeechStopped: (reason) => {
           // Only the STT's own end of utterance: a dropped socket ends nothing on the new one.
-          if (reason === 'vad') sttEnded = true;
+          if (reason === 'vad') sttUtterance = 'ended';
+          else if (sttUtterance === 'speaking') sttUtterance = 'unknown';
           speechStoppedAt = performance.now();
           sendEvent({ type: 'caller.speechStopped' });
         },
@@ -516,8 +522,12 @@ export function handleMediaSocket(
     vad.push(audio);
     // Nothing waits on this audio unless an utterance may be ending: in speech, a clearly voiced
     // frame puts the end at least the STT's silence window away, and the first quieter frame sends
-    // what is held; after speech, once the STT has closed the utterance (or long after the voice).
-    const relax = vad.speaking ? vad.loud : sttEnded || vad.elapsedMs - lastVoiceAtMs >= QUIET_AFTER_MS;
+    // what is held; after speech, once the STT has closed the utterance (or long after the voice),
+    // unless the STT hears one the local VAD does not.
+    const relax = vad.speaking
+      ? vad.loud
+      : sttUtterance === 'ended' ||
+        (sttUtterance === 'unknown' && vad.elapsedMs - lastVoiceAtMs >= QUIET_AFTER_MS);
     if (relax !== relaxed) {
       relaxed = relax;
       stt?.setRelaxed?.(relax);

@@ -386,37 +386,37 @@ describe('batching frames into appends', () => {
     expect(s.stats()).toMatchObject({ framesSent: 5, bytesSent: 5 * FRAME, framesDropped: 0 });
   });
 
-  it('sends five frames per append while relaxed, and what it holds at once when an utterance may be ending', async () => {
+  it('sends 25 frames per append while relaxed, and what it holds at once when an utterance may be ending', async () => {
     const { callbacks } = recorder();
-    const s = open(callbacks, { framesPerAppend: 2 }); // relaxedFramesPerAppend: 5, the default
+    const s = open(callbacks, { framesPerAppend: 2 }); // relaxedFramesPerAppend: 25, the default
     const conn = await server.connection(0);
     await waitFor(() => s.stats().state === 'open');
-    const frames = Array.from({ length: 14 }, (_, i) => new Uint8Array(FRAME).fill(0x30 + i));
+    const frames = Array.from({ length: 33 }, (_, i) => new Uint8Array(FRAME).fill(0x20 + i));
     s.setRelaxed!(true);
-    for (const f of frames.slice(0, 8)) s.sendMulaw(f);
+    for (const f of frames.slice(0, 28)) s.sendMulaw(f);
     await waitFor(() => conn.appends.length === 1);
-    expect(unb64(conn.appends[0]!)).toEqual(joined(frames.slice(0, 5)));
+    expect(unb64(conn.appends[0]!)).toEqual(joined(frames.slice(0, 25)));
     // Three held; no longer relaxed, they go at once, without waiting for the hold limit.
-    expect(s.stats().framesSent).toBe(5);
+    expect(s.stats().framesSent).toBe(25);
     s.setRelaxed!(false);
-    expect(s.stats().framesSent).toBe(8);
-    for (const f of frames.slice(8, 12)) s.sendMulaw(f);
+    expect(s.stats().framesSent).toBe(28);
+    for (const f of frames.slice(28, 32)) s.sendMulaw(f);
     await waitFor(() => conn.appends.length === 4);
     expect(conn.appends.slice(1).map(unb64)).toEqual([
-      joined(frames.slice(5, 8)),
-      joined(frames.slice(8, 10)),
-      joined(frames.slice(10, 12)),
+      joined(frames.slice(25, 28)),
+      joined(frames.slice(28, 30)),
+      joined(frames.slice(30, 32)),
     ]);
-    // Relaxed again: a lone frame is held longer than otherwise, but not for long.
+    // Relaxed again: a lone frame is held longer than a full batch takes to fill, but not much.
     s.setRelaxed!(true);
-    s.sendMulaw(frames[12]!);
+    s.sendMulaw(frames[32]!);
     const sentAt = performance.now();
-    await waitFor(() => conn.appends.length === 5, 1000);
+    await waitFor(() => conn.appends.length === 5, 2000);
     const heldMs = performance.now() - sentAt;
-    expect(heldMs).toBeGreaterThanOrEqual(100);
-    expect(heldMs).toBeLessThan(400);
-    expect(unb64(conn.appends[4]!)).toEqual(frames[12]);
-    expect(s.stats()).toMatchObject({ framesSent: 13, framesDropped: 0 });
+    expect(heldMs).toBeGreaterThanOrEqual(500);
+    expect(heldMs).toBeLessThan(900);
+    expect(unb64(conn.appends[4]!)).toEqual(frames[32]);
+    expect(s.stats()).toMatchObject({ framesSent: 33, framesDropped: 0 });
   });
 
   it('still transcribes speech sent in batches', async () => {

@@ -541,6 +541,18 @@ describe('handleMediaSocket: a call', () => {
     expect(stt.relaxed).toHaveLength(6);
     await send(SILENCE, 1);
     expect(stt.relaxed.at(-1)).toEqual({ afterFrames: 275, relaxed: true });
+
+    // A voice too soft for the local VAD that the STT hears: not relaxed from its speech start to
+    // its stop, however long ago the local VAD last heard a voice.
+    stt.callbacks.onSpeechStarted();
+    await send(SILENCE, 1);
+    expect(stt.relaxed.at(-1)).toEqual({ afterFrames: 276, relaxed: false });
+    await send(SILENCE, 100);
+    expect(stt.relaxed).toHaveLength(8);
+    stt.callbacks.onSpeechStopped('vad');
+    await send(SILENCE, 1);
+    expect(stt.relaxed.at(-1)).toEqual({ afterFrames: 377, relaxed: true });
+    expect(session.events.filter((e) => e.type === 'caller.speechStarted')).toHaveLength(3);
     twilio.stop();
     await twilio.closed;
   });
@@ -1025,13 +1037,13 @@ describe('handleMediaSocket: with the real OpenAI realtime STT adapter', () => {
       text: 'hello there',
     });
     // The μ-law bytes reached the provider untouched and in order: the silence in pairs (5 appends),
-    // the first two loud frames as a pair before the VAD hears speech (1), voiced frames in fives
-    // (2), the three held then with the first quiet frame (1), the quiet that may end the
-    // utterance in pairs again (7).
+    // the first two loud frames as a pair before the VAD hears speech (1), the voiced frames held
+    // (a batch of 25 is not full) until the first quiet frame sends them with it (1), the quiet that
+    // may end the utterance in pairs again (7).
     const connection = await fake.connection(0);
-    await waitFor(() => connection.appends.length === 16);
+    await waitFor(() => connection.appends.length === 14);
     expect(connection.appends.map((a) => Buffer.from(a, 'base64').length / 160)).toEqual([
-      2, 2, 2, 2, 2, 2, 5, 5, 4, 2, 2, 2, 2, 2, 2, 2,
+      2, 2, 2, 2, 2, 2, 14, 2, 2, 2, 2, 2, 2, 2,
     ]);
     const sent = Buffer.concat(connection.appends.map((a) => Buffer.from(a, 'base64')));
     const expected = Buffer.concat([

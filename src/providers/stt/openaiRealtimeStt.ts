@@ -1,7 +1,7 @@
 /**
  * SttProvider over OpenAI Realtime in a transcription-only session (GA protocol), on a plain `ws`
  * socket. Twilio's μ-law bytes are forwarded untouched (`audio/pcmu`), two 20 ms frames per append
- * (FrameBatcher; five while the transport says no utterance can be ending), the server's VAD finds the
+ * (FrameBatcher; 25 while the transport says no utterance can be ending), the server's VAD finds the
  * utterances, and a dropped socket is reopened with backoff while the call goes on.
  *
  * Why not the SDK's `OpenAIRealtimeWS` (openai/realtime/ws): it always forces a `wss:` URL (a plain
@@ -70,9 +70,11 @@ export interface OpenAiRealtimeSttOptions {
   readonly framesPerAppend?: number;
   /**
    * Frames per append while the transport says no utterance can be ending (`setRelaxed(true)`):
-   * nobody waits on that audio, so 5 (100 ms, each batch handed on within RELAXED_MAX_HOLD_MS)
-   * cuts those messages to a fifth. `setRelaxed(false)` puts the adapter back on
-   * `framesPerAppend` and sends what is held at once. Default 5; at most `framesPerAppend` makes
+   * nobody waits on that audio, so 25 (500 ms, each batch handed on within RELAXED_MAX_HOLD_MS)
+   * cuts those messages to a twenty-fifth. The server's VAD times speech by the audio, not by its
+   * arrival, so transcripts are the same; only its speech start may come up to 500 ms later, and
+   * barge-in does not wait for it (the local VAD). `setRelaxed(false)` puts the adapter back on
+   * `framesPerAppend` and sends what is held at once. Default 25; at most `framesPerAppend` makes
    * the hint do nothing.
    */
   readonly relaxedFramesPerAppend?: number;
@@ -81,8 +83,8 @@ export interface OpenAiRealtimeSttOptions {
 }
 
 const DEFAULT_MODEL = 'gpt-4o-transcribe';
-/** The longest a relaxed frame waits for the rest of its batch. */
-const RELAXED_MAX_HOLD_MS = 120;
+/** The longest a relaxed frame waits for the rest of its batch (a full one takes 500 ms of audio). */
+const RELAXED_MAX_HOLD_MS = 600;
 const MULAW_BYTES_PER_SECOND = 8000;
 // A stalled socket (no pong yet) must not grow without bound: ~45 s of appends.
 const MAX_SOCKET_BUFFERED_BYTES = 512 * 1024;
@@ -179,7 +181,7 @@ function openSession(setup: {
   let reconnectTimer: NodeJS.Timeout | null = null;
   let pingTimer: NodeJS.Timeout | null = null;
   const framesPerAppend = Math.max(1, Math.floor(options.framesPerAppend ?? 2));
-  const relaxedFramesPerAppend = Math.max(framesPerAppend, Math.floor(options.relaxedFramesPerAppend ?? 5));
+  const relaxedFramesPerAppend = Math.max(framesPerAppend, Math.floor(options.relaxedFramesPerAppend ?? 25));
   // Appends waiting for a socket, oldest first, with the frames each holds (at most
   // maxBufferedFrames in all; a plain array is fine at this bound).
   let pending: { b64: string; frames: number }[] = [];
