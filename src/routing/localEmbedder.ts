@@ -171,7 +171,7 @@ export function createLocalEmbedder(options: LocalEmbedderOptions = {}): LocalEm
     addFamily(vector, counts.bigrams, weights.bigrams, idf, mask);
     addFamily(vector, counts.chars, weights.chars, idf, mask);
     let norm = 0;
-    for (const v of vector) norm += v * v;
+    for (let i = 0; i < dimensions; i++) norm += vector[i]! * vector[i]!;
     if (norm > 0) {
       const inv = 1 / Math.sqrt(norm);
       for (let i = 0; i < dimensions; i++) vector[i] = (vector[i] ?? 0) * inv;

@@ -113,16 +113,18 @@ const DEFAULT_BACKGROUND = [
 const TOP_K = 3;
 const MAX_CANDIDATES = 3;
 
-/** Per-scenario aggregate of item similarities: the best match, steadied by the next best ones. */
-function aggregate(sims: readonly number[]): number {
-  if (sims.length === 0) return 0;
-  const sorted = [...sims].sort((a, b) => b - a);
-  const top = sorted.slice(0, TOP_K);
-  const mean = top.reduce((s, x) => s + x, 0) / top.length;
-  return 0.6 * (sorted[0] ?? 0) + 0.4 * mean;
+/**
+ * Per-scenario aggregate of item similarities: the best match, steadied by the next best ones
+ * (0.6 × the best + 0.4 × the mean of the best `TOP_K`), from the scenario's best three in order
+ * and how many items it has (at least one).
+ */
+function aggregate(count: number, first: number, second: number, third: number): number {
+  // Summed best first, as a sort would leave them.
+  const top = count === 1 ? first : count === 2 ? first + second : first + second + third;
+  return 0.6 * first + 0.4 * (top / Math.min(count, TOP_K));
 }
 
-interface Item {
+export interface Item {
   readonly scenario: number;
   readonly text: string;
   readonly isExample: boolean;
@@ -130,33 +132,51 @@ interface Item {
   readonly tokenSet: ReadonlySet<string>;
 }
 
-interface Ranked {
+export interface Ranked {
   readonly scores: readonly number[];
   readonly best: number;
   readonly second: number;
 }
 
-/** Scenario scores from an item-similarity row, skipping items `skip` rejects. */
-function rank(
+/** Scenario scores from an item-similarity row, skipping items `skip` rejects. Exported for tests. */
+export function rank(
   sims: ArrayLike<number>,
   items: readonly Item[],
   scenarios: number,
   skip?: (i: number) => boolean,
 ): Ranked {
-  const perScenario: number[][] = Array.from({ length: scenarios }, () => []);
+  // Each scenario's three best similarities so far, and how many it has: no array per scenario.
+  const firsts = new Float64Array(scenarios).fill(-Infinity);
+  const seconds = new Float64Array(scenarios).fill(-Infinity);
+  const thirds = new Float64Array(scenarios).fill(-Infinity);
+  const counts = new Uint32Array(scenarios);
   for (let i = 0; i < items.length; i++) {
     if (skip?.(i) === true) continue;
-    perScenario[items[i]?.scenario ?? 0]?.push(sims[i] ?? 0);
+    const k = items[i]?.scenario ?? 0;
+    if (k >= scenarios) continue;
+    const sim = sims[i] ?? 0;
+    counts[k] = counts[k]! + 1;
+    if (sim > firsts[k]!) {
+      thirds[k] = seconds[k]!;
+      seconds[k] = firsts[k]!;
+      firsts[k] = sim;
+    } else if (sim > seconds[k]!) {
+      thirds[k] = seconds[k]!;
+      seconds[k] = sim;
+    } else if (sim > thirds[k]!) thirds[k] = sim;
   }
-  const scores = perScenario.map((s) => (s.length === 0 ? -1 : aggregate(s)));
+  const scores: number[] = new Array<number>(scenarios);
   let best = -1;
   let second = -1;
-  scores.forEach((score, i) => {
+  for (let k = 0; k < scenarios; k++) {
+    const count = counts[k]!;
+    const score = count === 0 ? -1 : aggregate(count, firsts[k]!, seconds[k]!, thirds[k]!);
+    scores[k] = score;
     if (best < 0 || score > (scores[best] ?? -1)) {
       second = best;
-      best = i;
-    } else if (second < 0 || score > (scores[second] ?? -1)) second = i;
-  });
+      best = k;
+    } else if (second < 0 || score > (scores[second] ?? -1)) second = k;
+  }
   return { scores, best, second };
 }
 

@@ -4,7 +4,8 @@ import type { TemplateConfig } from '../../src/config/companyConfig.ts';
 import type { Embedder } from '../../src/providers/embeddings/embedder.ts';
 import { parseGolden } from '../../src/routing/evaluateGolden.ts';
 import { createLocalEmbedder } from '../../src/routing/localEmbedder.ts';
-import { createTier2Matcher } from '../../src/routing/tier2Semantic.ts';
+import type { Item } from '../../src/routing/tier2Semantic.ts';
+import { createTier2Matcher, rank } from '../../src/routing/tier2Semantic.ts';
 import { demoTemplate, dentalTemplate, paths, readText } from '../fixtures/configs.ts';
 
 /** An embedder that records every call and is not the local one (no `fit`). */
@@ -158,5 +159,32 @@ describe('Tier 2 calibration', () => {
     // Not by refusing to answer: most answerable lines are answered on both.
     expect(a.recall).toBeGreaterThanOrEqual(0.6);
     expect(b.recall).toBeGreaterThanOrEqual(0.6);
+  });
+});
+
+describe('rank', () => {
+  const items = (scenarios: number[]): Item[] =>
+    scenarios.map((scenario) => ({ scenario, text: '', isExample: true, tokens: [], tokenSet: new Set() }));
+
+  it('scores a scenario 0.6 × its best item plus 0.4 × the mean of its best three, in any order', () => {
+    // Scenario 0: five items, best three 0.9, 0.8, 0.7. Scenario 1: two items. Scenario 2: none.
+    const sims = [0.2, 0.9, 0.5, 0.7, 0.8, 0.4, 0.6];
+    const r = rank(sims, items([0, 0, 1, 0, 0, 0, 1]), 3);
+    expect(r.scores[0]).toBeCloseTo(0.6 * 0.9 + 0.4 * ((0.9 + 0.8 + 0.7) / 3), 12);
+    expect(r.scores[1]).toBeCloseTo(0.6 * 0.6 + 0.4 * ((0.6 + 0.5) / 2), 12);
+    expect(r.scores[2]).toBe(-1);
+    expect([r.best, r.second]).toEqual([0, 1]);
+    // Ties and a single item: the mean is over what there is.
+    const tied = rank([0.5, 0.5, 0.3], items([1, 1, 0]), 2);
+    expect(tied.scores).toEqual([0.6 * 0.3 + 0.4 * 0.3, 0.6 * 0.5 + 0.4 * 0.5]);
+    expect([tied.best, tied.second]).toEqual([1, 0]);
+  });
+
+  it('leaves out the items skip rejects, and items of scenarios it was not told about', () => {
+    const sims = [0.9, 0.1, 0.8, 0.95];
+    const r = rank(sims, items([0, 0, 1, 5]), 2, (i) => i === 0);
+    expect(r.scores[0]).toBeCloseTo(0.1, 12);
+    expect(r.scores[1]).toBeCloseTo(0.8, 12);
+    expect([r.best, r.second]).toEqual([1, 0]);
   });
 });
