@@ -72,6 +72,21 @@ export function cliFailure(prefix: string, err: unknown): { text: string; exitCo
   };
 }
 
+/**
+ * Ends a CLI: exits with the code `run` resolves to, or prints what `cliFailure` makes of its error
+ * and exits with that code.
+ */
+export function runCli(prefix: string, run: Promise<number>): void {
+  run.then(
+    (code) => process.exit(code),
+    (err: unknown) => {
+      const { text, exitCode } = cliFailure(prefix, err);
+      process.stderr.write(`${text}\n`);
+      process.exit(exitCode);
+    },
+  );
+}
+
 /** True when the module at `moduleUrl` is the script node was started with (not imported). */
 export function isMain(moduleUrl: string): boolean {
   const entry = process.argv[1];

@@ -58,7 +58,7 @@ import type { AnsweredBy, StageTimings } from '../../machines/types.ts';
 import { loadEnv } from '../config/env.ts';
 import { closeRedis, createRedisClient, waitForRedis } from '../store/redisClient.ts';
 import { createPgDb } from '../store/sql/pgDb.ts';
-import { cliFailure, isMain, numberFlag, parseCli, usageError, userPath } from './args.ts';
+import { isMain, numberFlag, parseCli, runCli, usageError, userPath } from './args.ts';
 
 const USAGE = `usage: npm run bench -- [options]
 
@@ -745,12 +745,8 @@ function audioArgs(argv: readonly string[]): string[] | null {
 
 if (isMain(import.meta.url)) {
   const audio = audioArgs(process.argv.slice(2));
-  (audio === null ? main() : import('./benchAudio.ts').then((m) => m.benchAudio(audio))).then(
-    (code) => process.exit(code),
-    (err: unknown) => {
-      const { text, exitCode } = cliFailure('bench failed', err);
-      process.stderr.write(`${text}\n`);
-      process.exit(exitCode);
-    },
+  runCli(
+    'bench failed',
+    audio === null ? main() : import('./benchAudio.ts').then((m) => m.benchAudio(audio)),
   );
 }

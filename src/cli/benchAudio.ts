@@ -14,7 +14,7 @@ import type { ArmName } from '../bench/audio/audioReport.ts';
 import { formatAudioReport } from '../bench/audio/audioReport.ts';
 import type { AudioBenchSettings } from '../bench/audio/runAudioBench.ts';
 import { DEFAULT_AUDIO_SETTINGS, runAudioBench } from '../bench/audio/runAudioBench.ts';
-import { cliFailure, isMain, numberFlag, parseCli, usageError, userPath } from './args.ts';
+import { isMain, numberFlag, parseCli, runCli, usageError, userPath } from './args.ts';
 
 const USAGE = `usage: npm run bench -- audio [options]
 
@@ -149,12 +149,5 @@ export async function benchAudio(argv: string[]): Promise<number> {
 }
 
 if (isMain(import.meta.url)) {
-  benchAudio(process.argv.slice(2)).then(
-    (code) => process.exit(code),
-    (err: unknown) => {
-      const { text, exitCode } = cliFailure('bench audio failed', err);
-      process.stderr.write(`${text}\n`);
-      process.exit(exitCode);
-    },
-  );
+  runCli('bench audio failed', benchAudio(process.argv.slice(2)));
 }

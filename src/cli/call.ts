@@ -23,7 +23,7 @@ import type { EnvConfig } from '../config/env.ts';
 import { loadEnv } from '../config/env.ts';
 import { TRACE_HEADER } from '../twilio/relayProtocol.ts';
 import { twilioSignature } from '../twilio/signature.ts';
-import { cliFailure, isMain, parseCliConfig, usageError, userPath } from './args.ts';
+import { isMain, parseCliConfig, runCli, usageError, userPath } from './args.ts';
 import type { MediaCallStep } from './mediaCall.ts';
 import {
   formatMediaSummary,
@@ -427,12 +427,5 @@ async function mainMedia({ values, tokens }: Cli, env: EnvConfig): Promise<numbe
 }
 
 if (isMain(import.meta.url)) {
-  main().then(
-    (code) => process.exit(code),
-    (err: unknown) => {
-      const { text, exitCode } = cliFailure('call failed', err);
-      process.stderr.write(`${text}\n`);
-      process.exit(exitCode);
-    },
-  );
+  runCli('call failed', main());
 }

@@ -20,7 +20,7 @@ import { fillEmptyStore, readDocumentFiles } from '../store/configStore.ts';
 import { createRedisServices } from '../store/redisServices.ts';
 import { openDb } from '../store/sql/openDb.ts';
 import { createSqlConfigStore } from '../store/sql/sqlConfigStore.ts';
-import { cliFailure, isMain, parseCli, userPath } from './args.ts';
+import { isMain, parseCli, runCli, userPath } from './args.ts';
 
 const USAGE = `usage:
   npm run company -- import FILE [FILE…]        validate and store company/template JSON files
@@ -161,12 +161,5 @@ async function main(argv: string[]): Promise<number> {
 }
 
 if (isMain(import.meta.url)) {
-  main(process.argv.slice(2)).then(
-    (code) => process.exit(code),
-    (err: unknown) => {
-      const { text, exitCode } = cliFailure('company', err);
-      process.stderr.write(`${text}\n`);
-      process.exit(exitCode);
-    },
-  );
+  runCli('company', main(process.argv.slice(2)));
 }

@@ -13,7 +13,7 @@ import { ConfigError } from '../errors.ts';
 import { createCompanyRouter } from '../routing/companyRouter.ts';
 import { evaluateGolden, formatGoldenReport, parseGolden } from '../routing/evaluateGolden.ts';
 import { createLocalEmbedder } from '../routing/localEmbedder.ts';
-import { parseCli, userPath } from './args.ts';
+import { parseCli, runCli, usageError, userPath } from './args.ts';
 
 const USAGE =
   'usage: npm run eval -- --company FILE --template FILE [--template FILE...] --golden FILE [--json]';
@@ -61,56 +61,44 @@ async function loadConfig(
 }
 
 async function main(argv: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseCli(argv, {
+  const { values, positionals } = parseCli(
+    argv,
+    {
       company: { type: 'string' },
       template: { type: 'string', multiple: true },
       golden: { type: 'string' },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
-    });
-  } catch (err) {
-    process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n${USAGE}\n`);
-    return 2;
-  }
-  const { values, positionals } = parsed;
-  if (positionals.length > 0) {
-    process.stderr.write(`unexpected argument ${positionals[0] ?? ''}\n${USAGE}\n`);
-    return 2;
-  }
+    },
+    USAGE,
+  );
+  if (positionals.length > 0) throw usageError(`unexpected argument ${positionals[0] ?? ''}`, USAGE);
   if (values.help) {
     process.stdout.write(`${USAGE}\n`);
     return 0;
   }
   const templatePaths = (values.template ?? []).map((p) => userPath(p));
   if (values.company === undefined || values.golden === undefined || templatePaths.length === 0) {
-    process.stderr.write(
-      `missing ${[values.company === undefined ? '--company' : '', templatePaths.length === 0 ? '--template' : '', values.golden === undefined ? '--golden' : ''].filter(Boolean).join(', ')}\n${USAGE}\n`,
-    );
-    return 2;
+    const missing = [
+      values.company === undefined ? '--company' : '',
+      templatePaths.length === 0 ? '--template' : '',
+      values.golden === undefined ? '--golden' : '',
+    ];
+    throw usageError(`missing ${missing.filter(Boolean).join(', ')}`, USAGE);
   }
+  const [company, templates] = await loadConfig(userPath(values.company), templatePaths);
+  let goldenText: string;
   try {
-    const [company, templates] = await loadConfig(userPath(values.company), templatePaths);
-    let goldenText: string;
-    try {
-      goldenText = await readFile(userPath(values.golden), 'utf8');
-    } catch (err) {
-      throw new ConfigError([
-        `${values.golden}: cannot read file (${err instanceof Error ? err.message : String(err)})`,
-      ]);
-    }
-    const router = await createCompanyRouter({ company, templates, embedder: createLocalEmbedder() });
-    const report = await evaluateGolden(router, parseGolden(goldenText));
-    process.stdout.write(values.json ? `${JSON.stringify(report)}\n` : `${formatGoldenReport(report)}\n`);
-    return 0;
+    goldenText = await readFile(userPath(values.golden), 'utf8');
   } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`${err.message}\n`);
-      return 1;
-    }
-    throw err;
+    throw new ConfigError([
+      `${values.golden}: cannot read file (${err instanceof Error ? err.message : String(err)})`,
+    ]);
   }
+  const router = await createCompanyRouter({ company, templates, embedder: createLocalEmbedder() });
+  const report = await evaluateGolden(router, parseGolden(goldenText));
+  process.stdout.write(values.json ? `${JSON.stringify(report)}\n` : `${formatGoldenReport(report)}\n`);
+  return 0;
 }
 
-process.exitCode = await main(process.argv.slice(2));
+runCli('eval failed', main(process.argv.slice(2)));

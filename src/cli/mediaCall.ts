@@ -504,7 +504,9 @@ export async function runMediaCall(options: MediaCallOptions): Promise<MediaCall
     accountSid,
     customParameters: twiml.parameters,
     send: (frame) => {
-      if (ws.readyState === WebSocket.OPEN) ws.send(frame);
+      if (ws.readyState !== WebSocket.OPEN) return false;
+      ws.send(frame);
+      return true;
     },
     keepPlayedAudio: options.keepPlayedAudio ?? false,
   });

@@ -134,14 +134,17 @@ export interface TwilioStreamSimulatorOptions {
   readonly customParameters?: Readonly<Record<string, string>>;
   /** Default: a fresh MZ… sid. */
   readonly streamSid?: string;
-  /** Sends one text frame to the engine. */
-  readonly send: (frame: string) => void;
+  /**
+   * Sends one text frame to the engine; false when it could not go out (the socket is closing), so
+   * that `framesSent` counts only what was sent.
+   */
+  readonly send: (frame: string) => boolean;
   /** Keep the engine's audio so `playedAudio()` can render what the caller heard. Default false. */
   readonly keepPlayedAudio?: boolean;
 }
 
 export interface SimulatorStats {
-  /** Media frames sent (the caller's audio and silence). */
+  /** Media frames sent (the caller's audio and silence); none once the socket is closing. */
   framesSent: number;
   mediaFramesReceived: number;
   /** μ-law bytes of engine audio received (8 per ms). */
@@ -232,8 +235,7 @@ export function createTwilioStreamSimulator(options: TwilioStreamSimulatorOption
   const played: PlayedSegment[] = [];
 
   const echo = (name: string) => {
-    send(markFrame(++sequence, name, sid));
-    stats.marksEchoed++;
+    if (send(markFrame(++sequence, name, sid))) stats.marksEchoed++;
   };
 
   /** Forgets engine audio that has not played by `nowMs` (clear, or the call ending). */
@@ -269,9 +271,9 @@ export function createTwilioStreamSimulator(options: TwilioStreamSimulatorOption
         queuedFrame = 0;
       }
     }
-    send(mediaFrame(++sequence, frame + 1, frame * FRAME_MS, payload, sid));
+    const sent = send(mediaFrame(++sequence, frame + 1, frame * FRAME_MS, payload, sid));
     frame++;
-    stats.framesSent++;
+    if (sent) stats.framesSent++;
   };
 
   const parseInbound = (data: string, nowMs: number): InboundFrame => {

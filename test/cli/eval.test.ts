@@ -104,6 +104,14 @@ describe('npm run eval', () => {
     const { code, stderr } = await run(['--company', paths.demoCompany]);
     expect(code).toBe(2);
     expect(stderr).toMatch(/usage: npm run eval/);
-    expect((await run(['--bogus'])).code).toBe(2);
+    const bogus = await run(['--bogus']);
+    expect(bogus.code).toBe(2);
+    // One line naming the flag, then the usage (no pointer to --help: the usage is right there).
+    expect(bogus.stderr).toBe(
+      'unknown option --bogus\nusage: npm run eval -- --company FILE --template FILE [--template FILE...] --golden FILE [--json]\n',
+    );
+    const stray = await run(['stray']);
+    expect(stray.code).toBe(2);
+    expect(stray.stderr).toMatch(/^unexpected argument stray\nusage: npm run eval/);
   });
 });

@@ -16,15 +16,21 @@ function toneMulaw(ms: number, hz: number): Buffer {
 describe('createTwilioStreamSimulator', () => {
   const open = (keepPlayedAudio = true) => {
     const sent: Json[] = [];
+    /** While true the socket is closing: frames cannot go out. */
+    const link = { closing: false };
     const sim = createTwilioStreamSimulator({
       callSid: `CA${'1'.repeat(32)}`,
       accountSid: `AC${'2'.repeat(32)}`,
       streamSid: SID,
-      send: (frame) => sent.push(JSON.parse(frame) as Json),
+      send: (frame) => {
+        if (link.closing) return false;
+        sent.push(JSON.parse(frame) as Json);
+        return true;
+      },
       keepPlayedAudio,
     });
     sim.open(1000);
-    return { sim, sent };
+    return { sim, sent, link };
   };
   const audio = (ms: number) =>
     JSON.stringify({
@@ -59,6 +65,19 @@ describe('createTwilioStreamSimulator', () => {
     expect(mediaFrames.map((m) => m['chunk'])).toEqual(['1', '2', '3', '4', '5', '6']);
     expect(mediaFrames.map((m) => m['timestamp'])).toEqual(['0', '20', '40', '60', '80', '100']);
     expect(sim.nextFrameAtMs()).toBe(1140);
+    expect(sim.stats.framesSent).toBe(6);
+  });
+
+  test('counts only the frames that went out: none once the socket is closing', () => {
+    const { sim, sent, link } = open();
+    sim.tick(1060); // 3 frames
+    sim.receive(mark('a'), 1060); // nothing playing: echoed at once
+    link.closing = true;
+    sim.tick(1120); // 3 more were due, and could not be sent
+    sim.receive(mark('b'), 1120);
+    expect(sent.filter((f) => f['event'] === 'media')).toHaveLength(3);
+    expect(echoes(sent)).toEqual(['a']);
+    expect(sim.stats).toMatchObject({ framesSent: 3, marksReceived: 2, marksEchoed: 1 });
   });
 
   test('an utterance replaces the silence frame by frame and records when its speech went out', () => {

@@ -12,7 +12,7 @@
  * Fakes never go on a production path, which is why this lives under test/.
  */
 import { AppError } from '../../src/errors.ts';
-import { cliFailure, isMain, parseCli, usageError } from '../../src/cli/args.ts';
+import { isMain, parseCli, runCli, usageError } from '../../src/cli/args.ts';
 import { startFakeAnthropicServer } from './fakeAnthropicServer.ts';
 import type { FakeAnthropicServer } from './fakeAnthropicServer.ts';
 import { startFakeAudioServer, toneSamples } from './fakeAudioServer.ts';
@@ -303,12 +303,5 @@ async function main(): Promise<number> {
 }
 
 if (isMain(import.meta.url)) {
-  main().then(
-    (code) => process.exit(code),
-    (err: unknown) => {
-      const { text, exitCode } = cliFailure('fakes failed', err);
-      process.stderr.write(`${text}\n`);
-      process.exit(exitCode);
-    },
-  );
+  runCli('fakes failed', main());
 }
