@@ -154,12 +154,13 @@ describe('runAudioBench', () => {
     // 3 callers × 50 frames/s over a window of about 2 s.
     expect(c.framesSent).toBeGreaterThan(3 * 50 * 1.8);
     expect(c.framesSent).toBeLessThan(3 * 50 * 2.6);
-    // On a quiet machine no frame is late at this load; a machine busy with other work (parallel
-    // test files) can stall the generator's loop for a moment, and one 70 ms stall makes every
-    // caller's next few frames late (10 of ~300 seen in CI), so allow 10 % — a pacing bug makes most
-    // frames late, and the median tick lateness below catches a slow one.
-    expect(c.lateFrames).toBeLessThanOrEqual(c.framesSent * 0.1);
+    // Pacing: the frame count above, and the shared tick's median lateness (a stall moves the tail,
+    // not the median). Late frames are the machine's figure, not the generator's: on a quiet machine
+    // none is late at this load, but CI shares the two cores with parallel test files, and one stall
+    // makes every caller's next frames late (10, 31 and 138 of ~300 seen in CI). A pacer that drifts
+    // or aims at the wrong time makes nearly every frame late, so only that is a failure here.
     expect(c.tickLatenessMs.p50).toBeLessThan(2);
+    expect(c.lateFrames).toBeLessThan(c.framesSent / 2);
     // The relay's fake upstream answers 200 ms of silence + 300 ms after the utterance.
     expect(c.speechEndToFirstAudioMs.n).toBeGreaterThan(0);
     expect(c.speechEndToFirstAudioMs.p50).toBeGreaterThanOrEqual(500);
