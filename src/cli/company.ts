@@ -20,7 +20,7 @@ import { fillEmptyStore, readDocumentFiles } from '../store/configStore.ts';
 import { createRedisServices } from '../store/redisServices.ts';
 import { openDb } from '../store/sql/openDb.ts';
 import { createSqlConfigStore } from '../store/sql/sqlConfigStore.ts';
-import { isMain, parseCli, runCli, userPath } from './args.ts';
+import { isMain, parseCli, runCli, usageError, userPath } from './args.ts';
 
 const USAGE = `usage:
   npm run company -- import FILE [FILE…]        validate and store company/template JSON files
@@ -86,23 +86,19 @@ function whereStored(env: EnvConfig): string {
 }
 
 async function main(argv: string[]): Promise<number> {
-  const { values, positionals } = parseCli(argv, {
-    out: { type: 'string' },
-    help: { type: 'boolean', default: false },
-  });
+  const { values, positionals } = parseCli(
+    argv,
+    { out: { type: 'string' }, help: { type: 'boolean', default: false } },
+    USAGE,
+  );
   const [command, ...args] = positionals;
   if (values.help || command === undefined) {
     process.stdout.write(`${USAGE}\n`);
     return values.help ? 0 : 2;
   }
-  if (!['import', 'list', 'export'].includes(command)) {
-    process.stderr.write(`unknown command "${command}"\n${USAGE}\n`);
-    return 2;
-  }
-  if (command === 'import' && args.length === 0) {
-    process.stderr.write(`${USAGE}\n`);
-    return 2;
-  }
+  if (!['import', 'list', 'export'].includes(command))
+    throw usageError(`unknown command "${command}"`, USAGE);
+  if (command === 'import' && args.length === 0) throw usageError('import: no FILE given', USAGE);
   const env = loadEnv();
   // Files are read and checked on their own first: a broken file needs no database.
   const incoming = command === 'import' ? await readDocumentFiles(args.map((file) => userPath(file))) : [];

@@ -18,16 +18,20 @@ import { parseCli, runCli, usageError, userPath } from './args.ts';
 const USAGE =
   'usage: npm run eval -- --company FILE --template FILE [--template FILE...] --golden FILE [--json]';
 
-/** Reads and JSON-parses a file; problems become ConfigErrors naming the file. */
-async function readJson(path: string): Promise<unknown> {
-  let text: string;
+/** Reads a file as UTF-8; a failure becomes a ConfigError naming it as `shown`. */
+async function readText(path: string, shown = path): Promise<string> {
   try {
-    text = await readFile(path, 'utf8');
+    return await readFile(path, 'utf8');
   } catch (err) {
     throw new ConfigError([
-      `${path}: cannot read file (${err instanceof Error ? err.message : String(err)})`,
+      `${shown}: cannot read file (${err instanceof Error ? err.message : String(err)})`,
     ]);
   }
+}
+
+/** Reads and JSON-parses a file; problems become ConfigErrors naming the file. */
+async function readJson(path: string): Promise<unknown> {
+  const text = await readText(path);
   try {
     return JSON.parse(text) as unknown;
   } catch (err) {
@@ -87,14 +91,7 @@ async function main(argv: string[]): Promise<number> {
     throw usageError(`missing ${missing.filter(Boolean).join(', ')}`, USAGE);
   }
   const [company, templates] = await loadConfig(userPath(values.company), templatePaths);
-  let goldenText: string;
-  try {
-    goldenText = await readFile(userPath(values.golden), 'utf8');
-  } catch (err) {
-    throw new ConfigError([
-      `${values.golden}: cannot read file (${err instanceof Error ? err.message : String(err)})`,
-    ]);
-  }
+  const goldenText = await readText(userPath(values.golden), values.golden);
   const router = await createCompanyRouter({ company, templates, embedder: createLocalEmbedder() });
   const report = await evaluateGolden(router, parseGolden(goldenText));
   process.stdout.write(values.json ? `${JSON.stringify(report)}\n` : `${formatGoldenReport(report)}\n`);
