@@ -154,12 +154,13 @@ describe('runAudioBench', () => {
     // 3 callers × 50 frames/s over a window of about 2 s.
     expect(c.framesSent).toBeGreaterThan(3 * 50 * 1.8);
     expect(c.framesSent).toBeLessThan(3 * 50 * 2.6);
-    // Pacing: the frame count above, and the shared tick's median lateness (a stall moves the tail,
-    // not the median). Late frames are the machine's figure, not the generator's: on a quiet machine
-    // none is late at this load, but CI shares the two cores with parallel test files, and one stall
-    // makes every caller's next frames late (10, 31 and 138 of ~300 seen in CI). A pacer that drifts
-    // or aims at the wrong time makes nearly every frame late, so only that is a failure here.
-    expect(c.tickLatenessMs.p50).toBeLessThan(2);
+    // Pacing: the frame count above, and how late the shared tick and the frames were. Lateness is
+    // the machine's figure as much as the generator's: on a quiet machine the median tick is on time
+    // and 2–3 of ~300 frames are late, but CI shares the two cores with parallel test files, where
+    // one stall makes every caller's next frames late (10, 31 and 138 of ~300 seen in CI) and the
+    // median tick was once 4.4 ms late. A pacer that drifts or aims at the wrong time makes nearly
+    // every frame and tick late by more than the late-frame threshold (10 ms), so only that fails.
+    expect(c.tickLatenessMs.p50).toBeLessThan(10);
     expect(c.lateFrames).toBeLessThan(c.framesSent / 2);
     // The relay's fake upstream answers 200 ms of silence + 300 ms after the utterance.
     expect(c.speechEndToFirstAudioMs.n).toBeGreaterThan(0);
